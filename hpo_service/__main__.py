@@ -1,0 +1,95 @@
+"""``python -m hpo_service``: run the master of one search (BOHB, Hyperband or random search)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpo_service.errors import HpoServiceError
+from hpo_service.logging_setup import configure_logging
+from hpo_service.nameserver import NameserverAddress
+from hpo_service.optimizers import OPTIMIZERS
+from hpo_service.settings import MasterSettings, default_run_id
+from hpo_service.space import SPACE_NAMES
+
+logger = logging.getLogger("hpo_service.master")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpo_service",
+        description="Master of a distributed hyperparameter search. Workers (python -m workers) connect "
+        "through the Pyro4 nameserver; results are written to --run-dir as they arrive.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="bohb")
+    parser.add_argument("--min-budget", type=float, default=1.0, help="smallest budget, in epochs")
+    parser.add_argument("--max-budget", type=float, default=9.0, help="largest budget, in epochs")
+    parser.add_argument("--eta", type=float, default=3.0, help="successive-halving ratio (> 1)")
+    parser.add_argument("--n-iterations", type=int, default=4, help="successive-halving iterations (brackets)")
+    parser.add_argument("--run-id", default=None, help="name of the run; workers must use the same (default: OPTIMIZER-TIME)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="where results go (default: runs/RUN_ID)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the configuration sampler")
+    parser.add_argument("--min-workers", type=int, default=1, help="workers to wait for before the first job")
+    parser.add_argument("--space", default="default", help=f"search space: {', '.join(SPACE_NAMES)} or a ConfigSpace JSON file")
+    parser.add_argument("--dataset", default=None, help="dataset the workers train on (recorded in run.json)")
+    parser.add_argument("--nameserver", type=NameserverAddress.parse, default=None, metavar="HOST:PORT",
+                        help="join this nameserver instead of starting one")
+    parser.add_argument("--host", default="127.0.0.1", help="address the master (and its nameserver) listens on")
+    parser.add_argument("--nameserver-port", type=int, default=0, help="port of the nameserver it starts (0: any free port)")
+    parser.add_argument("--ping-interval", type=int, default=10, help="seconds between worker discovery rounds")
+    parser.add_argument("--keep-workers", action="store_true", help="do not shut workers down at the end")
+    parser.add_argument("--verbose", action="store_true", help="debug logging, including HpBandSter's")
+    return parser  # fmt: skip
+
+
+def settings_from_args(args: argparse.Namespace) -> MasterSettings:
+    run_id = args.run_id or default_run_id(args.optimizer)
+    return MasterSettings(
+        run_dir=args.run_dir or Path("runs") / run_id,
+        run_id=run_id,
+        optimizer=args.optimizer,
+        min_budget=args.min_budget,
+        max_budget=args.max_budget,
+        eta=args.eta,
+        n_iterations=args.n_iterations,
+        seed=args.seed,
+        min_workers=args.min_workers,
+        space=args.space,
+        nameserver=args.nameserver,
+        host=args.host,
+        nameserver_port=args.nameserver_port,
+        ping_interval=args.ping_interval,
+        shutdown_workers=not args.keep_workers,
+        dataset=args.dataset,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except HpoServiceError as error:
+        parser.error(str(error))
+    configure_logging(args.verbose, prefix="master ")
+    # Imported here so that --help and argument errors answer without loading HpBandSter's stack.
+    from hpo_service.master import run_master
+
+    try:
+        run_master(settings)
+    except HpoServiceError as error:
+        logger.error("%s", error)
+        return 2
+    except KeyboardInterrupt:
+        logger.warning("interrupted; every finished result is in %s (configs.json, results.json)", settings.run_dir)
+        return 130
+    logger.info("results in %s; analyse with: python -m analysis %s", settings.run_dir, settings.run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""One search from start to end: run directory, nameserver, optimizer, result log, final pickle."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import pickle
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hpbandster.core.dispatcher import Job
+from hpbandster.core.master import Master
+from hpbandster.core.result import Result
+
+from hpo_service.errors import RunDirectoryError
+from hpo_service.hpbandster_fixes import JsonResultLogger
+from hpo_service.nameserver import (
+    LocalNameserver,
+    NameserverAddress,
+    remove_credentials,
+    wait_for_nameserver,
+    write_credentials,
+)
+from hpo_service.optimizers import create_optimizer, planned_jobs
+from hpo_service.pyro_setup import configure_pyro
+from hpo_service.records import RunDescription
+from hpo_service.settings import MasterSettings
+from hpo_service.space import load_space, write_space
+
+logger = logging.getLogger(__name__)
+
+RESULT_FILES = ("configs.json", "results.json", "results.pkl")
+
+
+class ProgressReporter:
+    """Logs one line per finished job: how far the run is, this result and the best so far."""
+
+    def __init__(self, planned: int) -> None:
+        self.planned = planned
+        self.finished = 0
+        self.best: tuple[float, Any, float] | None = None
+        self.master: Master | None = None
+
+    def __call__(self, job: Job) -> None:
+        self.finished += 1
+        budget = float(job.kwargs["budget"])
+        result = job.result or {}
+        loss = result.get("loss")
+        status = (result.get("info") or {}).get("status", "crashed" if job.exception else "ok")
+        if loss is not None and math.isfinite(loss) and status == "ok":
+            candidate = (budget, -loss)
+            if self.best is None or candidate > (self.best[2], -self.best[0]):
+                self.best = (loss, job.id, budget)
+        running = self.master.num_running_jobs if self.master is not None else 0
+        loss_text = f"{loss:.4f}" if isinstance(loss, float) else "-"
+        best_text = "-" if self.best is None else f"{self.best[0]:.4f} {tuple(self.best[1])} @ {self.best[2]:g}"
+        logger.info(
+            "[%d/%d] %s budget %g: loss %s (%s) | best at largest budget so far: %s | running %d",
+            self.finished, self.planned, tuple(job.id), budget, loss_text, status, best_text, running,
+        )  # fmt: skip
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir``; refuse one that already holds results so nothing is silently overwritten."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"run dir {run_dir} exists and is not a directory")
+    existing = [name for name in RESULT_FILES if (run_dir / name).exists() and (run_dir / name).stat().st_size]
+    if existing:
+        raise RunDirectoryError(
+            f"run dir {run_dir} already holds results ({', '.join(existing)}); choose a new --run-dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def write_result_pickle(path: Path, result: Result) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        pickle.dump(result, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def nameserver_for(settings: MasterSettings) -> Iterator[NameserverAddress]:
+    """Join the given nameserver, or serve one from this process for the duration of the run."""
+    if settings.nameserver is not None:
+        wait_for_nameserver(settings.nameserver, timeout=30)
+        yield settings.nameserver
+        return
+    with LocalNameserver(settings.host, settings.nameserver_port) as address:
+        write_credentials(settings.run_dir, address)
+        try:
+            yield address
+        finally:
+            remove_credentials(settings.run_dir)
+
+
+def run_master(settings: MasterSettings) -> Result:
+    """Run the whole search; results are in ``settings.run_dir`` as they arrive. Returns HpBandSter's Result."""
+    configure_pyro()
+    run_dir = settings.run_dir
+    prepare_run_dir(run_dir)
+    random.seed(settings.seed)
+    # BOHB's KDE sampling draws from numpy's global generator.
+    np.random.seed(settings.seed)
+    space = load_space(settings.space, seed=settings.seed)
+    write_space(space, run_dir / "configspace.json")
+    description = RunDescription(
+        run_id=settings.run_id,
+        optimizer=settings.optimizer,
+        min_budget=settings.min_budget,
+        max_budget=settings.max_budget,
+        eta=settings.eta,
+        n_iterations=settings.n_iterations,
+        seed=settings.seed,
+        dataset=settings.dataset,
+        space=settings.space,
+        started=time.time(),
+    )
+    write_json_atomically(run_dir / "run.json", description.to_dict())
+    planned = planned_jobs(
+        settings.optimizer, settings.min_budget, settings.max_budget, settings.eta, settings.n_iterations
+    )
+    progress = ProgressReporter(planned)
+    with nameserver_for(settings) as address:
+        optimizer = create_optimizer(
+            settings.optimizer,
+            space,
+            run_id=settings.run_id,
+            min_budget=settings.min_budget,
+            max_budget=settings.max_budget,
+            eta=settings.eta,
+            nameserver=address.host,
+            nameserver_port=address.port,
+            host=settings.host,
+            ping_interval=settings.ping_interval,
+            working_directory=str(run_dir),
+            result_logger=JsonResultLogger(str(run_dir), overwrite=True),
+            result_listener=progress,
+            logger=logging.getLogger("hpbandster"),
+        )
+        progress.master = optimizer
+        logger.info(
+            "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); waiting for %d worker(s) at %s",
+            settings.run_id, settings.optimizer, settings.min_budget, settings.max_budget, settings.eta,
+            settings.n_iterations, planned, settings.min_workers, address,
+        )  # fmt: skip
+        try:
+            result = optimizer.run(n_iterations=settings.n_iterations, min_n_workers=settings.min_workers)
+        finally:
+            optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
+    write_result_pickle(run_dir / "results.pkl", result)
+    write_json_atomically(run_dir / "run.json", replace(description, finished=time.time()).to_dict())
+    log_incumbent(result)
+    return result
+
+
+def log_incumbent(result: Result) -> None:
+    incumbent = result.get_incumbent_id()
+    if incumbent is None:
+        logger.warning("no configuration finished on the largest budget")
+        return
+    runs = result.get_runs_by_id(incumbent)
+    last = runs[-1]
+    info = last.info or {}
+    logger.info(
+        "incumbent %s: validation error %.4f, test error %s at budget %g; config %s",
+        incumbent, last.loss, info.get("test_error"), last.budget, result.get_id2config_mapping()[incumbent]["config"],
+    )  # fmt: skip

@@ -1,0 +1,74 @@
+"""The records that cross the process boundary between master and workers.
+
+A job goes out as (config_id, config, budget); a result comes back as HpBandSter's
+``{"loss": float, "info": dict}``. Both hold builtins only (see :mod:`hpo_service.wire`).
+``info`` always carries ``status`` and ``reason`` so a failure is a recorded result, not silence.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class JobStatus(str, enum.Enum):
+    """Outcome class of one evaluation, written as ``info["status"]``."""
+
+    OK = "ok"
+    # The configuration's own fault: non-finite loss, cannot be built for the input, out of memory.
+    FAILED = "failed"
+    # Something outside the configuration: data missing, worker fault.
+    ERROR = "error"
+
+
+# The loss reported for a configuration that failed: the worst possible validation error.
+WORST_LOSS = 1.0
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What a worker reports for one job; ``to_wire`` gives HpBandSter's result dict."""
+
+    loss: float
+    status: JobStatus = JobStatus.OK
+    reason: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, reason: str, status: JobStatus = JobStatus.FAILED, **info: Any) -> EvaluationResult:
+        return cls(loss=WORST_LOSS, status=status, reason=reason, info=info)
+
+    def to_wire(self) -> dict[str, Any]:
+        """HpBandSter's result dict; a non-finite loss becomes the worst loss so BOHB's model stays sane."""
+        loss = float(self.loss)
+        status, reason = self.status, self.reason
+        if not math.isfinite(loss):
+            loss, status = WORST_LOSS, JobStatus.FAILED
+            reason = reason or "non-finite loss"
+        info = dict(self.info)
+        info["status"] = status.value
+        info["reason"] = reason
+        return {"loss": loss, "info": info}
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """Written once per run as ``run.json``: what analysis needs that HpBandSter's logs do not hold."""
+
+    run_id: str
+    optimizer: str
+    min_budget: float
+    max_budget: float
+    eta: float
+    n_iterations: int
+    seed: int
+    dataset: str | None = None
+    space: str | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

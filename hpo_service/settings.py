@@ -1,0 +1,61 @@
+"""The master's settings: one frozen object, validated on construction, built from argparse in ``__main__``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpo_service.errors import SettingsError
+from hpo_service.nameserver import NameserverAddress
+from hpo_service.optimizers import OPTIMIZERS
+from hpo_service.space import SPACE_NAMES
+
+
+@dataclass(frozen=True)
+class MasterSettings:
+    """Everything one master process needs; see ``python -m hpo_service --help`` for each field."""
+
+    run_dir: Path
+    run_id: str
+    optimizer: str = "bohb"
+    min_budget: float = 1.0
+    max_budget: float = 9.0
+    eta: float = 3.0
+    n_iterations: int = 4
+    seed: int = 0
+    min_workers: int = 1
+    space: str = "default"
+    # Join this nameserver; when None the master starts one on host:nameserver_port.
+    nameserver: NameserverAddress | None = None
+    host: str = "127.0.0.1"
+    nameserver_port: int = 0
+    ping_interval: int = 10
+    shutdown_workers: bool = True
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingsError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if not self.min_budget > 0:
+            raise SettingsError(f"--min-budget must be positive, got {self.min_budget:g}")
+        if self.min_budget > self.max_budget:
+            raise SettingsError(f"--min-budget {self.min_budget:g} is larger than --max-budget {self.max_budget:g}")
+        if not self.eta > 1:
+            raise SettingsError(f"--eta must be larger than 1, got {self.eta:g}")
+        if self.n_iterations < 1:
+            raise SettingsError(f"--n-iterations must be at least 1, got {self.n_iterations}")
+        if self.min_workers < 1:
+            raise SettingsError(f"--min-workers must be at least 1, got {self.min_workers}")
+        if self.ping_interval < 1:
+            raise SettingsError(f"--ping-interval must be at least 1 second, got {self.ping_interval}")
+        if not 0 <= self.nameserver_port < 65536:
+            raise SettingsError(f"--nameserver-port must be in 0..65535, got {self.nameserver_port}")
+        if not self.run_id or any(character in self.run_id for character in " /\\:"):
+            raise SettingsError(f"--run-id {self.run_id!r}: use letters, digits, '-', '_' or '.'")
+        if self.space not in SPACE_NAMES and not Path(self.space).is_file():
+            raise SettingsError(f"--space {self.space!r}: neither a known space ({', '.join(SPACE_NAMES)}) nor a file")
+
+
+def default_run_id(optimizer: str) -> str:
+    return f"{optimizer}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,0 +1,1 @@
+"""Launchers: start nameserver, master and workers as processes. Nothing imports this package."""

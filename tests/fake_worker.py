@@ -1,0 +1,67 @@
+"""A worker process with a fast fake training function, for tests where the optimizer is under test.
+
+The loss is a known function of the configuration and the budget, and ``info`` deliberately holds numpy
+values: the wire layer must convert them. Run as ``python tests/fake_worker.py --run-id ID --run-dir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpo_service.logging_setup import configure_logging
+from hpo_service.nameserver import read_credentials, wait_for_nameserver
+from hpo_service.pyro_setup import configure_pyro
+from hpo_service.hpbandster_fixes import ServiceWorker
+from hpo_service.records import EvaluationResult
+
+
+def fake_loss(config: dict[str, Any], budget: float) -> float:
+    """Smallest near learning_rate 1e-2; larger budgets lower it: a smooth, known target."""
+    distance = (math.log10(config["learning_rate"]) + 2.0) ** 2
+    return min(1.0, 0.05 + 0.1 * distance + 0.3 / (1.0 + budget))
+
+
+class FakeWorker(ServiceWorker):
+    def __init__(self, run_id: str, sleep: float, **kwargs: Any) -> None:
+        super().__init__(run_id, **kwargs)
+        self.sleep = sleep
+
+    def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
+        time.sleep(self.sleep)
+        loss = fake_loss(config, budget)
+        info = {"test_error": np.float64(loss + 0.01), "epochs_trained": np.int64(round(budget)), "curve": np.arange(3)}
+        return EvaluationResult(loss=np.float32(loss), info=info)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--sleep", type=float, default=0.01)
+    args = parser.parse_args(argv)
+    configure_logging(prefix="fake-worker ")
+    configure_pyro()
+    address = read_credentials(args.run_dir, timeout=60)
+    wait_for_nameserver(address, timeout=30)
+    worker = FakeWorker(
+        args.run_id, args.sleep, nameserver=address.host, nameserver_port=address.port, host="127.0.0.1"
+    )
+    try:
+        worker.run(background=False)
+    except Exception:
+        if not worker.shutdown_requested:
+            raise
+    logging.getLogger(__name__).info("fake worker done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

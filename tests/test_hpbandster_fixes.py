@@ -1,0 +1,149 @@
+"""Each fix in hpo_service.hpbandster_fixes, shown against the upstream failure it prevents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from hpbandster.core.dispatcher import Worker as PooledWorker
+from hpbandster.core.result import json_result_logger, logged_results_to_HBS_result
+from hpbandster.optimizers import HyperBand
+
+from hpo_service.hpbandster_fixes import FixedMaster, JsonResultLogger
+from hpo_service.nameserver import LocalNameserver, NameserverAddress
+from hpo_service.space import default_space
+from tests.conftest import REPO, wait_for
+
+
+def numpy_job() -> Any:
+    return SimpleNamespace(
+        id=(np.int64(0), 0, 1),
+        kwargs={"config": {"kernel_size": np.int64(5), "optimizer": np.str_("adam")}, "budget": np.float64(3.0)},
+        timestamps={"submitted": 1.0, "started": 1.5, "finished": np.float64(2.0)},
+        result={"loss": np.float64(0.25), "info": {"epochs": np.int64(3), "loss_curve": [np.float64("nan")]}},
+        exception=None,
+    )
+
+
+def test_stock_json_logger_fails_on_numpy_integers(tmp_path: Path) -> None:
+    logger = json_result_logger(str(tmp_path))
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        logger.new_config((0, 0, 1), {"kernel_size": np.int64(5)}, {})
+
+
+def test_fixed_json_logger_writes_strict_json_that_hpbandster_reads_back(tmp_path: Path) -> None:
+    logger = JsonResultLogger(str(tmp_path))
+    job = numpy_job()
+    logger.new_config(job.id, job.kwargs["config"], {"model_based_pick": np.bool_(False)})
+    logger(job)
+    config_line = json.loads((tmp_path / "configs.json").read_text())
+    assert config_line == [[0, 0, 1], {"kernel_size": 5, "optimizer": "adam"}, {"model_based_pick": False}]
+    result_line = json.loads((tmp_path / "results.json").read_text(), parse_constant=pytest.fail)
+    assert result_line[3] == {"loss": 0.25, "info": {"epochs": 3, "loss_curve": [None]}}
+    result = logged_results_to_HBS_result(str(tmp_path))
+    assert result.get_incumbent_id() == (0, 0, 1)
+
+
+@pytest.fixture
+def nameserver() -> Iterator[NameserverAddress]:
+    with LocalNameserver("127.0.0.1", 0) as address:
+        yield address
+
+
+class StockBroken(HyperBand):
+    def get_next_iteration(self, iteration: int, iteration_kwargs: Any = None) -> Any:
+        raise RuntimeError("boom")
+
+
+class FixedBroken(FixedMaster, StockBroken):
+    pass
+
+
+def lock_is_free_for_another_thread(lock: Any) -> bool:
+    outcome: list[bool] = []
+
+    def probe() -> None:
+        acquired = lock.acquire(timeout=0.5)
+        outcome.append(acquired)
+        if acquired:
+            lock.release()
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
+@pytest.mark.parametrize(("optimizer_class", "lock_left_free"), [(StockBroken, False), (FixedBroken, True)])
+def test_an_exception_in_run_releases_the_master_lock(
+    nameserver: NameserverAddress, optimizer_class: type, lock_left_free: bool
+) -> None:
+    optimizer = optimizer_class(
+        configspace=default_space(), run_id="lock", nameserver=nameserver.host, nameserver_port=nameserver.port,
+        min_budget=1, max_budget=3, eta=3, job_queue_sizes=(0, 1), dynamic_queue_size=False,
+    )  # fmt: skip
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            optimizer.run(n_iterations=1, min_n_workers=0)
+        # Stock: the lock stays held and every later result callback would block forever.
+        assert lock_is_free_for_another_thread(optimizer.thread_cond) is lock_left_free
+    finally:
+        if not lock_left_free:
+            optimizer.thread_cond.release()
+        optimizer.shutdown()
+
+
+def wait_for_first_discovery(master: Any) -> None:
+    """The first discovery round would drop our planted worker; the next comes after ping_interval (60 s)."""
+    assert wait_for(lambda: hasattr(master.dispatcher, "pyro_daemon"), timeout=10)
+    time.sleep(0.5)
+
+
+def test_shutdown_with_a_dead_worker_in_the_pool(nameserver: NameserverAddress) -> None:
+    dead = PooledWorker("hpbandster.run_dead.worker.gone", "PYRO:gone@127.0.0.1:9")
+
+    class Fixed(FixedMaster, HyperBand):
+        pass
+
+    stock = HyperBand(
+        configspace=default_space(), run_id="dead-stock", nameserver=nameserver.host, nameserver_port=nameserver.port
+    )
+    wait_for_first_discovery(stock)
+    stock.dispatcher.worker_pool[dead.name] = dead
+    with pytest.raises(Exception, match="connect"):
+        stock.shutdown(shutdown_workers=True)
+    assert stock.dispatcher_thread.is_alive()  # stock leaves its non-daemon thread running
+    stock.shutdown(shutdown_workers=False)
+
+    fixed = Fixed(configspace=default_space(), run_id="dead", nameserver=nameserver.host, nameserver_port=nameserver.port)
+    wait_for_first_discovery(fixed)
+    fixed.dispatcher.worker_pool[dead.name] = dead
+    fixed.shutdown(shutdown_workers=True)
+    assert not fixed.dispatcher_thread.is_alive()
+
+
+def run_probe(variant: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(
+            [sys.executable, str(REPO / "tests" / "hang_probe.py"), variant],
+            cwd=REPO, capture_output=True, text=True, timeout=timeout, env={"PYTHONPATH": str(REPO), "PATH": ""},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return None
+
+
+@pytest.mark.slow
+def test_stock_bohb_hangs_on_numpy_configs_and_the_fixed_one_finishes() -> None:
+    assert run_probe("stock", timeout=8) is None, "stock HpBandSter finished: the upstream hang is gone?"
+    finished = run_probe("fixed", timeout=60)
+    assert finished is not None and finished.returncode == 0, finished
+    assert finished.stdout.strip() == "4"  # one bracket: 3 configurations at budget 1, the best at 3

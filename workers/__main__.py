@@ -1,0 +1,84 @@
+"""``python -m workers``: one worker process that trains the configurations the master sends it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpo_service.errors import HpoServiceError
+from hpo_service.logging_setup import configure_logging
+from hpo_service.nameserver import NameserverAddress
+from workers.settings import WorkerSettings
+
+logger = logging.getLogger("workers")
+
+DATASET_CHOICES = ("digits", "mnist")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers",
+        description="A worker of a distributed search: loads the dataset once, registers with the nameserver "
+        "and trains every configuration the master sends it until the master shuts it down.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--run-id", required=True, help="the master's run id")
+    parser.add_argument("--nameserver", type=NameserverAddress.parse, default=None, metavar="HOST:PORT")
+    parser.add_argument("--run-dir", type=Path, default=None, help="shared run dir; read the nameserver address from it")
+    parser.add_argument("--dataset", choices=DATASET_CHOICES, default="digits",
+                        help="digits is embedded (scikit-learn) and needs no network")
+    parser.add_argument("--data-dir", type=Path, default=None, help="directory with the dataset files (e.g. MNIST/raw/*-ubyte.gz)")
+    parser.add_argument("--download", action="store_true", help="download the dataset with torchvision when it is missing")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--workers-on-host", type=int, default=1, help="worker processes sharing this host's CPU cores")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores / workers-on-host)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (weights and batch order)")
+    parser.add_argument("--host", default="127.0.0.1", help="address this worker listens on for jobs")
+    parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the nameserver")
+    parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--verbose", action="store_true")
+    return parser  # fmt: skip
+
+
+def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
+    return WorkerSettings(
+        run_id=args.run_id,
+        nameserver=args.nameserver,
+        run_dir=args.run_dir,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        workers_on_host=args.workers_on_host,
+        threads=args.threads,
+        seed=args.seed,
+        host=args.host,
+        connect_timeout=args.connect_timeout,
+        train_limit=args.train_limit,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except HpoServiceError as error:
+        parser.error(str(error))
+    configure_logging(args.verbose, prefix="worker ")
+    from workers.process import run_worker
+
+    try:
+        return run_worker(settings)
+    except (HpoServiceError, ValueError, OSError) as error:
+        logger.error("%s", error)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

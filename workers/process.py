@@ -1,0 +1,60 @@
+"""What one worker process does: device and threads, data once, then serve jobs until shut down."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import Pyro4.errors
+
+from hpo_service.nameserver import read_credentials, wait_for_nameserver
+from hpo_service.pyro_setup import configure_pyro
+from workers.data import load_dataset
+from workers.device import configure_device, configure_threads, device_description, select_device, threads_per_worker
+from workers.settings import WorkerSettings
+from workers.worker import TrainingWorker
+
+logger = logging.getLogger(__name__)
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    """Serve jobs until the master shuts this worker down; returns the process exit code."""
+    started = time.monotonic()
+    configure_pyro()
+    device = select_device(settings.device)
+    threads = settings.threads or threads_per_worker(settings.workers_on_host)
+    configure_threads(threads)
+    configure_device(device)
+    name = device_description(device, threads)
+    data = load_dataset(
+        settings.dataset, settings.data_dir, device, seed=settings.seed, download=settings.download,
+        train_limit=settings.train_limit,
+    )  # fmt: skip
+    address = settings.nameserver
+    if address is None:
+        assert settings.run_dir is not None  # WorkerSettings guarantees one of the two
+        address = read_credentials(settings.run_dir, timeout=settings.connect_timeout)
+    wait_for_nameserver(address, timeout=settings.connect_timeout)
+    worker = TrainingWorker(
+        settings.run_id,
+        data=data,
+        device=device,
+        device_name=name,
+        seed=settings.seed,
+        nameserver=address.host,
+        nameserver_port=address.port,
+        host=settings.host,
+    )
+    logger.info(
+        "ready in %.1f s: %s on %s, %d training images, run %s, nameserver %s",
+        time.monotonic() - started, data.name, name, len(data.train_y), settings.run_id, address,
+    )  # fmt: skip
+    try:
+        worker.run(background=False)
+    except Pyro4.errors.PyroError as error:
+        # After the master's shutdown call the nameserver may already be gone when the worker deregisters.
+        if not worker.shutdown_requested:
+            raise
+        logger.debug("nameserver gone while deregistering: %s", error)
+    logger.info("shut down by the master")
+    return 0

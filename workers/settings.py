@@ -1,0 +1,42 @@
+"""A worker process's settings: one frozen object, validated on construction, built in ``__main__``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpo_service.errors import SettingsError
+from hpo_service.nameserver import NameserverAddress
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    run_id: str
+    # Where to find the nameserver: an explicit address, or the run dir the master writes nameserver.json to.
+    nameserver: NameserverAddress | None = None
+    run_dir: Path | None = None
+    dataset: str = "digits"
+    data_dir: Path | None = None
+    download: bool = False
+    device: str = "auto"
+    # Worker processes sharing this host's cores; torch threads per worker = cores // workers_on_host.
+    workers_on_host: int = 1
+    threads: int | None = None
+    seed: int = 0
+    host: str = "127.0.0.1"
+    connect_timeout: float = 60.0
+    train_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.nameserver is None and self.run_dir is None:
+            raise SettingsError("give --nameserver HOST:PORT or --run-dir (where the master writes nameserver.json)")
+        if self.workers_on_host < 1:
+            raise SettingsError(f"--workers-on-host must be at least 1, got {self.workers_on_host}")
+        if self.threads is not None and self.threads < 1:
+            raise SettingsError(f"--threads must be at least 1, got {self.threads}")
+        if self.connect_timeout <= 0:
+            raise SettingsError(f"--connect-timeout must be positive, got {self.connect_timeout:g}")
+        if self.data_dir is not None and not self.download and not self.data_dir.is_dir():
+            raise SettingsError(f"--data-dir {self.data_dir} is not a directory")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise SettingsError(f"--train-limit must be at least 1, got {self.train_limit}")
