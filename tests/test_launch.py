@@ -1,0 +1,85 @@
+"""``python -m launch.local`` end to end: real nameserver, master and worker processes, real training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ProcessRun, alive, child_pids, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TINY = ["--min-budget", "1", "--max-budget", "3", "--eta", "3", "--train-limit", "300"]
+
+
+def launch_command(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "launch.local", "--run-dir", str(run_dir), *extra]
+
+
+def result_lines(run_dir: Path) -> list[list[object]]:
+    path = run_dir / "results.json"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    launcher = process_run.start("launch", launch_command(run_dir, "--n-workers", "2", "--n-iterations", "1", *TINY))
+    assert launcher.wait(timeout=240) == 0, process_run.log("launch")
+    for name in ("results.pkl", "configs.json", "results.json", "configspace.json", "run.json"):
+        assert (run_dir / name).is_file(), name
+    results = result_lines(run_dir)
+    assert len(results) == 4  # one bracket: 3 configurations at 1 epoch, the best at 3
+    for _, budget, _, result, exception in results:
+        assert exception is None
+        info = result["info"]  # type: ignore[index]
+        assert info["status"] in ("ok", "failed")
+        assert 0.0 <= result["loss"] <= 1.0  # type: ignore[index]
+        assert info["dataset"] == "digits"
+        assert info["epochs_trained"] <= round(budget)  # type: ignore[arg-type]
+        assert len(info["validation_error_per_epoch"]) == info["epochs_trained"]
+        for key in ("test_error", "train_loss_per_epoch", "wall_seconds", "samples_per_second", "parameter_count"):
+            assert key in info, key
+        assert info["device"].startswith("cpu")
+    log = process_run.log("launch")
+    assert "analyse with: python -m analysis" in log
+
+
+def test_ctrl_c_stops_every_process(process_run: ProcessRun, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    launcher = process_run.start(
+        "launch", launch_command(run_dir, "--n-workers", "2", "--n-iterations", "20", *TINY)
+    )
+    assert wait_for(lambda: len(result_lines(run_dir)) >= 2, timeout=120), process_run.log("launch")
+    children = child_pids(launcher.pid)
+    assert len(children) >= 3  # master and two workers
+    launcher.send_signal(signal.SIGINT)
+    assert launcher.wait(timeout=60) == 130, process_run.log("launch")
+    assert wait_for(lambda: not any(alive(pid) for pid in children), timeout=10)
+    # What was logged before the interrupt is intact, line by line.
+    assert all(len(line) == 5 for line in result_lines(run_dir))
+
+
+def test_launcher_stops_when_every_worker_dies(process_run: ProcessRun, tmp_path: Path) -> None:
+    empty = tmp_path / "no-mnist-here"
+    empty.mkdir()
+    run_dir = tmp_path / "run"
+    launcher = process_run.start(
+        "launch", launch_command(run_dir, "--n-workers", "2", "--dataset", "mnist", "--data-dir", str(empty))
+    )
+    assert launcher.wait(timeout=120) == 1, process_run.log("launch")
+    log = process_run.log("launch")
+    assert "every worker exited" in log
+    assert "train-images-idx3-ubyte" in log  # the worker said which file is missing
+
+
+def test_bad_arguments_fail_fast_with_exit_code_2(process_run: ProcessRun, tmp_path: Path) -> None:
+    launcher = process_run.start("launch", launch_command(tmp_path / "run", "--n-workers", "0"))
+    assert launcher.wait(timeout=30) == 2
+    assert "--n-workers must be at least 1" in process_run.log("launch")
+    assert not (tmp_path / "run").exists()
+    assert os.listdir(tmp_path) == ["logs"]
