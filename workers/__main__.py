@@ -27,17 +27,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--run-id", required=True, help="the master's run id")
     parser.add_argument("--nameserver", type=NameserverAddress.parse, default=None, metavar="HOST:PORT")
-    parser.add_argument("--run-dir", type=Path, default=None, help="shared run dir; read the nameserver address from it")
-    parser.add_argument("--dataset", choices=DATASET_CHOICES, default="digits",
-                        help="digits is embedded (scikit-learn) and needs no network")
-    parser.add_argument("--data-dir", type=Path, default=None, help="directory with the dataset files (e.g. MNIST/raw/*-ubyte.gz)")
-    parser.add_argument("--download", action="store_true", help="download the dataset with torchvision when it is missing")
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="shared run dir; read the nameserver address from it"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASET_CHOICES,
+        default="digits",
+        help="digits is embedded (scikit-learn) and needs no network",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="directory with the dataset files (e.g. MNIST/raw/*-ubyte.gz)",
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="download the dataset with torchvision when it is missing"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--workers-on-host", type=int, default=1, help="worker processes sharing this host's CPU cores")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores / workers-on-host)")
+    parser.add_argument(
+        "--workers-on-host", type=int, default=1, help="worker processes sharing this host's CPU cores"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: cores / workers-on-host)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed (weights and batch order)")
     parser.add_argument("--host", default="127.0.0.1", help="address this worker listens on for jobs")
-    parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for the nameserver")
+    parser.add_argument(
+        "--connect-timeout", type=float, default=60.0, help="seconds to wait for the nameserver"
+    )
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--verbose", action="store_true")
     return parser  # fmt: skip

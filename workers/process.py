@@ -10,11 +10,19 @@ import Pyro4.errors
 from hpo_service.nameserver import read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
 from workers.data import load_dataset
-from workers.device import configure_device, configure_threads, device_description, select_device, threads_per_worker
+from workers.device import (
+    configure_device,
+    configure_threads,
+    device_description,
+    select_device,
+    threads_per_worker,
+)
 from workers.settings import WorkerSettings
 from workers.worker import TrainingWorker
 
 logger = logging.getLogger(__name__)
+
+SPLIT_SEED = 0
 
 
 def run_worker(settings: WorkerSettings) -> int:
@@ -27,7 +35,8 @@ def run_worker(settings: WorkerSettings) -> int:
     configure_device(device)
     name = device_description(device, threads)
     data = load_dataset(
-        settings.dataset, settings.data_dir, device, seed=settings.seed, download=settings.download,
+        # The validation split uses a fixed seed so every worker and every run sees the same split.
+        settings.dataset, settings.data_dir, device, seed=SPLIT_SEED, download=settings.download,
         train_limit=settings.train_limit,
     )  # fmt: skip
     address = settings.nameserver

@@ -29,7 +29,9 @@ class WorkerSettings:
 
     def __post_init__(self) -> None:
         if self.nameserver is None and self.run_dir is None:
-            raise SettingsError("give --nameserver HOST:PORT or --run-dir (where the master writes nameserver.json)")
+            raise SettingsError(
+                "give --nameserver HOST:PORT or --run-dir (where the master writes nameserver.json)"
+            )
         if self.workers_on_host < 1:
             raise SettingsError(f"--workers-on-host must be at least 1, got {self.workers_on_host}")
         if self.threads is not None and self.threads < 1:

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from hpo_service.hpbandster_fixes import ServiceWorker
-from hpo_service.records import EvaluationResult, JobStatus
+from hpo_service.records import WORST_LOSS, EvaluationResult, JobStatus
 from workers.data import DatasetTensors
-from workers.models import ModelBuildError
+from workers.models import ConfigurationError
 from workers.trainer import train
 
 logger = logging.getLogger(__name__)
@@ -45,20 +45,33 @@ class TrainingWorker(ServiceWorker):
 
     def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
         epochs = budget_to_epochs(budget)
-        context = {"dataset": self.data.name, "seed": self.seed, "worker": self.identity, "device": self.device_name}
+        context: dict[str, Any] = {
+            "dataset": self.data.name,
+            "seed": self.seed,
+            "worker": self.identity,
+            "device": self.device_name,
+            "epochs": epochs,
+        }
         logger.info("job %s: %d epoch(s) of %s", config_id, epochs, config)
         try:
-            outcome = train(config, epochs, self.device, self.data, seed=self.seed, device_name=self.device_name)
-        except ModelBuildError as error:
-            return EvaluationResult.failure(f"cannot build the model: {error}", **context)
+            outcome = train(
+                config, epochs, self.device, self.data, seed=self.seed, device_name=self.device_name
+            )
+        except ConfigurationError as error:
+            # The configuration's own fault (cannot be built for this input, bad values): a failed result.
+            return EvaluationResult(WORST_LOSS, JobStatus.FAILED, f"invalid configuration: {error}", context)
         except torch.cuda.OutOfMemoryError as error:
             torch.cuda.empty_cache()
-            return EvaluationResult.failure(f"CUDA out of memory: {error}", **context)
+            return EvaluationResult(WORST_LOSS, JobStatus.FAILED, f"CUDA out of memory: {error}", context)
         status = JobStatus.FAILED if outcome.diverged else JobStatus.OK
         logger.info(
             "job %s: validation error %.4f, test error %.4f, %.1f s, %.0f images/s",
-            config_id, outcome.validation_error, outcome.test_error, outcome.wall_seconds, outcome.samples_per_second,
-        )  # fmt: skip
+            config_id,
+            outcome.validation_error,
+            outcome.test_error,
+            outcome.wall_seconds,
+            outcome.samples_per_second,
+        )
         return EvaluationResult(
             loss=outcome.validation_error,
             status=status,
