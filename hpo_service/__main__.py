@@ -29,18 +29,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-budget", type=float, default=1.0, help="smallest budget, in epochs")
     parser.add_argument("--max-budget", type=float, default=9.0, help="largest budget, in epochs")
     parser.add_argument("--eta", type=float, default=3.0, help="successive-halving ratio (> 1)")
-    parser.add_argument("--n-iterations", type=int, default=4, help="successive-halving iterations (brackets)")
-    parser.add_argument("--run-id", default=None, help="name of the run; workers must use the same (default: OPTIMIZER-TIME)")
+    parser.add_argument(
+        "--n-iterations", type=int, default=4, help="successive-halving iterations (brackets)"
+    )
+    parser.add_argument(
+        "--run-id", default=None, help="name of the run; workers must use the same (default: OPTIMIZER-TIME)"
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="where results go (default: runs/RUN_ID)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the configuration sampler")
     parser.add_argument("--min-workers", type=int, default=1, help="workers to wait for before the first job")
-    parser.add_argument("--space", default="default", help=f"search space: {', '.join(SPACE_NAMES)} or a ConfigSpace JSON file")
+    parser.add_argument(
+        "--space",
+        default="default",
+        help=f"search space: {', '.join(SPACE_NAMES)} or a ConfigSpace JSON file",
+    )
     parser.add_argument("--dataset", default=None, help="dataset the workers train on (recorded in run.json)")
-    parser.add_argument("--nameserver", type=NameserverAddress.parse, default=None, metavar="HOST:PORT",
-                        help="join this nameserver instead of starting one")
-    parser.add_argument("--host", default="127.0.0.1", help="address the master (and its nameserver) listens on")
-    parser.add_argument("--nameserver-port", type=int, default=0, help="port of the nameserver it starts (0: any free port)")
-    parser.add_argument("--ping-interval", type=int, default=10, help="seconds between worker discovery rounds")
+    parser.add_argument(
+        "--nameserver",
+        type=NameserverAddress.parse,
+        default=None,
+        metavar="HOST:PORT",
+        help="join this nameserver instead of starting one",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address the master (and its nameserver) listens on"
+    )
+    parser.add_argument(
+        "--nameserver-port", type=int, default=0, help="port of the nameserver it starts (0: any free port)"
+    )
+    parser.add_argument(
+        "--ping-interval", type=int, default=10, help="seconds between worker discovery rounds"
+    )
     parser.add_argument("--keep-workers", action="store_true", help="do not shut workers down at the end")
     parser.add_argument("--verbose", action="store_true", help="debug logging, including HpBandSter's")
     return parser  # fmt: skip
@@ -85,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
     except KeyboardInterrupt:
-        logger.warning("interrupted; every finished result is in %s (configs.json, results.json)", settings.run_dir)
+        logger.warning(
+            "interrupted; every finished result is in %s (configs.json, results.json)", settings.run_dir
+        )
         return 130
     logger.info("results in %s; analyse with: python -m analysis %s", settings.run_dir, settings.run_dir)
     return 0

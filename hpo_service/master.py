@@ -61,18 +61,29 @@ class ProgressReporter:
                 self.best = (loss, job.id, budget)
         running = self.master.num_running_jobs if self.master is not None else 0
         loss_text = f"{loss:.4f}" if isinstance(loss, float) else "-"
-        best_text = "-" if self.best is None else f"{self.best[0]:.4f} {tuple(self.best[1])} @ {self.best[2]:g}"
+        best_text = (
+            "-" if self.best is None else f"{self.best[0]:.4f} {tuple(self.best[1])} @ {self.best[2]:g}"
+        )
         logger.info(
             "[%d/%d] %s budget %g: loss %s (%s) | best at largest budget so far: %s | running %d",
-            self.finished, self.planned, tuple(job.id), budget, loss_text, status, best_text, running,
-        )  # fmt: skip
+            self.finished,
+            self.planned,
+            tuple(job.id),
+            budget,
+            loss_text,
+            status,
+            best_text,
+            running,
+        )
 
 
 def prepare_run_dir(run_dir: Path) -> None:
     """Create ``run_dir``; refuse one that already holds results so nothing is silently overwritten."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirectoryError(f"run dir {run_dir} exists and is not a directory")
-    existing = [name for name in RESULT_FILES if (run_dir / name).exists() and (run_dir / name).stat().st_size]
+    existing = [
+        name for name in RESULT_FILES if (run_dir / name).exists() and (run_dir / name).stat().st_size
+    ]
     if existing:
         raise RunDirectoryError(
             f"run dir {run_dir} already holds results ({', '.join(existing)}); choose a new --run-dir"
@@ -111,7 +122,7 @@ def nameserver_for(settings: MasterSettings) -> Iterator[NameserverAddress]:
 
 
 def run_master(settings: MasterSettings) -> Result:
-    """Run the whole search; results are in ``settings.run_dir`` as they arrive. Returns HpBandSter's Result."""
+    """Run the whole search; results land in ``settings.run_dir`` as they arrive. Returns the Result."""
     configure_pyro()
     run_dir = settings.run_dir
     prepare_run_dir(run_dir)
@@ -156,10 +167,18 @@ def run_master(settings: MasterSettings) -> Result:
         )
         progress.master = optimizer
         logger.info(
-            "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); waiting for %d worker(s) at %s",
-            settings.run_id, settings.optimizer, settings.min_budget, settings.max_budget, settings.eta,
-            settings.n_iterations, planned, settings.min_workers, address,
-        )  # fmt: skip
+            "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); "
+            "waiting for %d worker(s) at %s",
+            settings.run_id,
+            settings.optimizer,
+            settings.min_budget,
+            settings.max_budget,
+            settings.eta,
+            settings.n_iterations,
+            planned,
+            settings.min_workers,
+            address,
+        )
         try:
             result = optimizer.run(n_iterations=settings.n_iterations, min_n_workers=settings.min_workers)
         finally:
@@ -180,5 +199,9 @@ def log_incumbent(result: Result) -> None:
     info = last.info or {}
     logger.info(
         "incumbent %s: validation error %.4f, test error %s at budget %g; config %s",
-        incumbent, last.loss, info.get("test_error"), last.budget, result.get_id2config_mapping()[incumbent]["config"],
-    )  # fmt: skip
+        incumbent,
+        last.loss,
+        info.get("test_error"),
+        last.budget,
+        result.get_id2config_mapping()[incumbent]["config"],
+    )

@@ -1,4 +1,4 @@
-"""The master's settings: one frozen object, validated on construction, built from argparse in ``__main__``."""
+"""The master's settings: one frozen object, validated on construction, built in ``__main__``."""
 
 from __future__ import annotations
 
@@ -36,11 +36,15 @@ class MasterSettings:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise SettingsError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+            raise SettingsError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
         if not self.min_budget > 0:
             raise SettingsError(f"--min-budget must be positive, got {self.min_budget:g}")
         if self.min_budget > self.max_budget:
-            raise SettingsError(f"--min-budget {self.min_budget:g} is larger than --max-budget {self.max_budget:g}")
+            raise SettingsError(
+                f"--min-budget {self.min_budget:g} is larger than --max-budget {self.max_budget:g}"
+            )
         if not self.eta > 1:
             raise SettingsError(f"--eta must be larger than 1, got {self.eta:g}")
         if self.n_iterations < 1:
@@ -54,7 +58,9 @@ class MasterSettings:
         if not self.run_id or any(character in self.run_id for character in " /\\:"):
             raise SettingsError(f"--run-id {self.run_id!r}: use letters, digits, '-', '_' or '.'")
         if self.space not in SPACE_NAMES and not Path(self.space).is_file():
-            raise SettingsError(f"--space {self.space!r}: neither a known space ({', '.join(SPACE_NAMES)}) nor a file")
+            raise SettingsError(
+                f"--space {self.space!r}: neither a known space ({', '.join(SPACE_NAMES)}) nor a file"
+            )
 
 
 def default_run_id(optimizer: str) -> str:

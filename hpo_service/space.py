@@ -27,15 +27,30 @@ def default_space(seed: int | None = None) -> CS.ConfigurationSpace:
     momentum = CS.Float("momentum", (0.0, 0.99), default=0.9)
     conv_layers = CS.Integer("conv_layers", (1, MAX_CONV_LAYERS), default=2)
     filters = [
-        CS.Integer(f"filters_{index}", (8, 64), default=16, log=True) for index in range(1, MAX_CONV_LAYERS + 1)
+        CS.Integer(f"filters_{index}", (8, 64), default=16, log=True)
+        for index in range(1, MAX_CONV_LAYERS + 1)
     ]
     kernel_size = CS.Categorical("kernel_size", [3, 5], default=3)
     dropout = CS.Float("dropout", (0.0, 0.5), default=0.0)
     fc_units = CS.Integer("fc_units", (16, 256), default=128, log=True)
-    space.add([learning_rate, batch_size, optimizer, momentum, conv_layers, *filters, kernel_size, dropout, fc_units])
+    space.add(
+        [
+            learning_rate,
+            batch_size,
+            optimizer,
+            momentum,
+            conv_layers,
+            *filters,
+            kernel_size,
+            dropout,
+            fc_units,
+        ]
+    )
     space.add(CS.EqualsCondition(momentum, optimizer, "sgd"))
     # filters_k exists only when there are at least k conv layers (filters_1 always does).
-    space.add([CS.GreaterThanCondition(filters[index], conv_layers, index) for index in range(1, MAX_CONV_LAYERS)])
+    space.add(
+        [CS.GreaterThanCondition(filters[index], conv_layers, index) for index in range(1, MAX_CONV_LAYERS)]
+    )
     return space
 
 

@@ -8,6 +8,7 @@ after a grace period, and anything still alive is killed. No process is left beh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -19,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo_service.errors import SettingsError
 from hpo_service.logging_setup import configure_logging
-from hpo_service.settings import default_run_id
+from hpo_service.settings import MasterSettings, default_run_id
 
 logger = logging.getLogger("launch.local")
 
@@ -63,6 +65,18 @@ class LaunchSettings:
             raise LaunchError(f"--data-dir {self.data_dir} is not a directory")
         if self.dataset != "digits" and self.data_dir is None and not self.download:
             raise LaunchError(f"--dataset {self.dataset} needs --data-dir (or --download with internet)")
+        try:
+            self.master_settings()
+        except SettingsError as error:
+            raise LaunchError(str(error)) from error
+
+    def master_settings(self) -> MasterSettings:
+        """What the master will be given; built here too so bad values fail before any process starts."""
+        return MasterSettings(
+            run_dir=self.run_dir, run_id=self.run_id, optimizer=self.optimizer, min_budget=self.min_budget,
+            max_budget=self.max_budget, eta=self.eta, n_iterations=self.n_iterations, seed=self.seed,
+            min_workers=self.n_workers, space=self.space, host=self.host, dataset=self.dataset,
+        )  # fmt: skip
 
     def master_command(self) -> list[str]:
         command = [
@@ -135,7 +149,7 @@ class ProcessGroup:
         return ([self.master] if self.master is not None else []) + self.workers
 
     def stop(self) -> None:
-        """Master first (SIGINT: it saves and shuts the workers down), then workers, then SIGKILL for the rest."""
+        """Master first (SIGINT: it saves and shuts workers down), then workers, then SIGKILL the rest."""
         if self.master is not None and self.master.poll() is None:
             self.master.send_signal(signal.SIGINT)
             wait_all([self.master], MASTER_STOP_GRACE)
@@ -153,10 +167,8 @@ class ProcessGroup:
 def wait_all(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for process in processes:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def supervise(group: ProcessGroup, poll_interval: float = 0.5) -> int:
@@ -165,7 +177,9 @@ def supervise(group: ProcessGroup, poll_interval: float = 0.5) -> int:
     while group.master.poll() is None:
         if group.workers and all(process.poll() is not None for process in group.workers):
             codes = sorted({process.returncode for process in group.workers})
-            logger.error("every worker exited (exit codes %s) before the run ended; stopping the master", codes)
+            logger.error(
+                "every worker exited (exit codes %s) before the run ended; stopping the master", codes
+            )
             group.stop()
             return 1
         time.sleep(poll_interval)
@@ -216,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         "others. With no flags: BOHB on the embedded digits dataset, a few minutes on 2 CPU cores.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--n-workers", type=int, default=4, help="worker processes (each gets cores/N threads or one GPU)")
+    parser.add_argument(
+        "--n-workers", type=int, default=4, help="worker processes (each gets cores/N threads or one GPU)"
+    )
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="bohb")
     parser.add_argument("--min-budget", type=float, default=1.0, help="smallest budget in epochs")
     parser.add_argument("--max-budget", type=float, default=9.0, help="largest budget in epochs")
@@ -226,11 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/RUN_ID")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", choices=DATASETS, default="digits")
-    parser.add_argument("--data-dir", type=Path, default=None, help="e.g. ../shared/data for MNIST/raw/*-ubyte.gz")
-    parser.add_argument("--download", action="store_true", help="let workers download the dataset (needs internet)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="e.g. ../shared/data for MNIST/raw/*-ubyte.gz"
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="let workers download the dataset (needs internet)"
+    )
     parser.add_argument("--space", default="default", help="search space name or ConfigSpace JSON file")
-    parser.add_argument("--device", default="auto", help="auto (one GPU per worker if any, else CPU), cpu, cuda")
-    parser.add_argument("--host", default="127.0.0.1", help="address nameserver, master and workers listen on")
+    parser.add_argument(
+        "--device", default="auto", help="auto (one GPU per worker if any, else CPU), cpu, cuda"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address nameserver, master and workers listen on"
+    )
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--verbose", action="store_true")
     return parser  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,10 +51,8 @@ def reap_children() -> Iterator[None]:
     yield
     leftovers = [pid for pid in child_pids(os.getpid()) if alive(pid)]
     for pid in leftovers:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     assert not leftovers, f"tests left processes behind: {leftovers}"
 
 
@@ -68,7 +67,12 @@ class ProcessRun:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         environment = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=environment, **kwargs  # type: ignore[call-overload]
+            command,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            **kwargs,  # type: ignore[call-overload]
         )
         process.log_path = self.log_dir / f"{name}.log"  # type: ignore[attr-defined]
         log.close()
@@ -101,7 +105,15 @@ def master_command(run_dir: Path, run_id: str, *extra: str) -> list[str]:
 
 
 def fake_worker_command(run_dir: Path, run_id: str, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "tests" / "fake_worker.py"), "--run-id", run_id, "--run-dir", str(run_dir), *extra]
+    return [
+        sys.executable,
+        str(REPO / "tests" / "fake_worker.py"),
+        "--run-id",
+        run_id,
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from hpo_service.hpbandster_fixes import ServiceWorker
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
-from hpo_service.hpbandster_fixes import ServiceWorker
 from hpo_service.records import EvaluationResult
 
 
@@ -37,7 +37,11 @@ class FakeWorker(ServiceWorker):
     def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
         time.sleep(self.sleep)
         loss = fake_loss(config, budget)
-        info = {"test_error": np.float64(loss + 0.01), "epochs_trained": np.int64(round(budget)), "curve": np.arange(3)}
+        info = {
+            "test_error": np.float64(loss + 0.01),
+            "epochs_trained": np.int64(round(budget)),
+            "curve": np.arange(3),
+        }
         return EvaluationResult(loss=np.float32(loss), info=info)
 
 

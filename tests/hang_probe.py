@@ -31,7 +31,9 @@ def main(variant: str) -> int:
     space.add([CS.Float("x", (0.0, 1.0)), CS.Categorical("kind", ["a", "b"]), CS.Categorical("size", [3, 5])])
     optimizer_class = BOHB if variant == "stock" else FixedBOHB
     with LocalNameserver("127.0.0.1", 0) as address:
-        worker = StockWorker("probe", nameserver=address.host, nameserver_port=address.port, logger=logging.getLogger("w"))
+        worker = StockWorker(
+            "probe", nameserver=address.host, nameserver_port=address.port, logger=logging.getLogger("w")
+        )
         worker.run(background=True)
         optimizer = optimizer_class(
             configspace=space, run_id="probe", nameserver=address.host, nameserver_port=address.port,

@@ -27,7 +27,10 @@ from tests.conftest import REPO, wait_for
 def numpy_job() -> Any:
     return SimpleNamespace(
         id=(np.int64(0), 0, 1),
-        kwargs={"config": {"kernel_size": np.int64(5), "optimizer": np.str_("adam")}, "budget": np.float64(3.0)},
+        kwargs={
+            "config": {"kernel_size": np.int64(5), "optimizer": np.str_("adam")},
+            "budget": np.float64(3.0),
+        },
         timestamps={"submitted": 1.0, "started": 1.5, "finished": np.float64(2.0)},
         result={"loss": np.float64(0.25), "info": {"epochs": np.int64(3), "loss_curve": [np.float64("nan")]}},
         exception=None,
@@ -88,9 +91,16 @@ def test_an_exception_in_run_releases_the_master_lock(
     nameserver: NameserverAddress, optimizer_class: type, lock_left_free: bool
 ) -> None:
     optimizer = optimizer_class(
-        configspace=default_space(), run_id="lock", nameserver=nameserver.host, nameserver_port=nameserver.port,
-        min_budget=1, max_budget=3, eta=3, job_queue_sizes=(0, 1), dynamic_queue_size=False,
-    )  # fmt: skip
+        configspace=default_space(),
+        run_id="lock",
+        nameserver=nameserver.host,
+        nameserver_port=nameserver.port,
+        min_budget=1,
+        max_budget=3,
+        eta=3,
+        job_queue_sizes=(0, 1),
+        dynamic_queue_size=False,
+    )
     try:
         with pytest.raises(RuntimeError, match="boom"):
             optimizer.run(n_iterations=1, min_n_workers=0)
@@ -115,7 +125,10 @@ def test_shutdown_with_a_dead_worker_in_the_pool(nameserver: NameserverAddress) 
         pass
 
     stock = HyperBand(
-        configspace=default_space(), run_id="dead-stock", nameserver=nameserver.host, nameserver_port=nameserver.port
+        configspace=default_space(),
+        run_id="dead-stock",
+        nameserver=nameserver.host,
+        nameserver_port=nameserver.port,
     )
     wait_for_first_discovery(stock)
     stock.dispatcher.worker_pool[dead.name] = dead
@@ -124,7 +137,12 @@ def test_shutdown_with_a_dead_worker_in_the_pool(nameserver: NameserverAddress) 
     assert stock.dispatcher_thread.is_alive()  # stock leaves its non-daemon thread running
     stock.shutdown(shutdown_workers=False)
 
-    fixed = Fixed(configspace=default_space(), run_id="dead", nameserver=nameserver.host, nameserver_port=nameserver.port)
+    fixed = Fixed(
+        configspace=default_space(),
+        run_id="dead",
+        nameserver=nameserver.host,
+        nameserver_port=nameserver.port,
+    )
     wait_for_first_discovery(fixed)
     fixed.dispatcher.worker_pool[dead.name] = dead
     fixed.shutdown(shutdown_workers=True)
@@ -135,8 +153,13 @@ def run_probe(variant: str, timeout: float) -> subprocess.CompletedProcess[str] 
     try:
         return subprocess.run(
             [sys.executable, str(REPO / "tests" / "hang_probe.py"), variant],
-            cwd=REPO, capture_output=True, text=True, timeout=timeout, env={"PYTHONPATH": str(REPO), "PATH": ""},
-        )  # fmt: skip
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PYTHONPATH": str(REPO), "PATH": ""},
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return None
 

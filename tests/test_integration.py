@@ -30,7 +30,9 @@ def run_search(process_run: ProcessRun, run_dir: Path, optimizer: str, n_workers
             "--n-iterations", "3", "--min-workers", str(n_workers), "--ping-interval", "1",
         ),
     )  # fmt: skip
-    workers = [process_run.start(f"worker{i}", fake_worker_command(run_dir, run_id)) for i in range(n_workers)]
+    workers = [
+        process_run.start(f"worker{i}", fake_worker_command(run_dir, run_id)) for i in range(n_workers)
+    ]
     try:
         assert master.wait(timeout=90) == 0, process_run.log("master")
         for worker in workers:
@@ -40,7 +42,9 @@ def run_search(process_run: ProcessRun, run_dir: Path, optimizer: str, n_workers
 
 
 @pytest.mark.parametrize("optimizer", ["bohb", "hyperband", "randomsearch"])
-def test_optimizer_finishes_with_every_result_logged(process_run: ProcessRun, tmp_path: Path, optimizer: str) -> None:
+def test_optimizer_finishes_with_every_result_logged(
+    process_run: ProcessRun, tmp_path: Path, optimizer: str
+) -> None:
     run_dir = tmp_path / "run"
     run_search(process_run, run_dir, optimizer)
 
@@ -49,7 +53,10 @@ def test_optimizer_finishes_with_every_result_logged(process_run: ProcessRun, tm
     assert not (run_dir / "nameserver.json").exists()
     results = [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
     assert len(results) == planned_jobs(optimizer, 1, 9, 3, 3)
-    configs = {tuple(line[0]): line[1] for line in map(json.loads, (run_dir / "configs.json").read_text().splitlines())}
+    configs = {
+        tuple(line[0]): line[1]
+        for line in map(json.loads, (run_dir / "configs.json").read_text().splitlines())
+    }
     for config_id, budget, timestamps, result, exception in results:
         assert exception is None
         assert result["info"]["status"] == "ok"
@@ -69,7 +76,10 @@ def test_json_logs_and_pickle_agree_on_the_incumbent(process_run: ProcessRun, tm
     incumbent = pickled.get_incumbent_id()
     assert incumbent is not None
     assert logged.get_incumbent_id() == incumbent
-    assert logged.get_id2config_mapping()[incumbent]["config"] == pickled.get_id2config_mapping()[incumbent]["config"]
+    assert (
+        logged.get_id2config_mapping()[incumbent]["config"]
+        == pickled.get_id2config_mapping()[incumbent]["config"]
+    )
     assert len(logged.get_all_runs()) == len(pickled.get_all_runs())
 
 

@@ -28,7 +28,9 @@ def result_lines(run_dir: Path) -> list[list[object]]:
 
 def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    launcher = process_run.start("launch", launch_command(run_dir, "--n-workers", "2", "--n-iterations", "1", *TINY))
+    launcher = process_run.start(
+        "launch", launch_command(run_dir, "--n-workers", "2", "--n-iterations", "1", *TINY)
+    )
     assert launcher.wait(timeout=240) == 0, process_run.log("launch")
     for name in ("results.pkl", "configs.json", "results.json", "configspace.json", "run.json"):
         assert (run_dir / name).is_file(), name
@@ -42,7 +44,13 @@ def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun
         assert info["dataset"] == "digits"
         assert info["epochs_trained"] <= round(budget)  # type: ignore[arg-type]
         assert len(info["validation_error_per_epoch"]) == info["epochs_trained"]
-        for key in ("test_error", "train_loss_per_epoch", "wall_seconds", "samples_per_second", "parameter_count"):
+        for key in (
+            "test_error",
+            "train_loss_per_epoch",
+            "wall_seconds",
+            "samples_per_second",
+            "parameter_count",
+        ):
             assert key in info, key
         assert info["device"].startswith("cpu")
     log = process_run.log("launch")

@@ -1,4 +1,4 @@
-"""The wire: numpy values from ConfigSpace/HpBandSter become builtins, proven through a real Pyro4 round trip."""
+"""The wire: numpy values from ConfigSpace and HpBandSter become builtins, shown by a Pyro4 round trip."""
 
 from __future__ import annotations
 
@@ -97,10 +97,15 @@ def test_pyro_round_trip_of_converted_config_keeps_values_and_types(echo_proxy: 
 
 
 def test_pyro_round_trip_of_a_result(echo_proxy: Pyro4.Proxy) -> None:
-    result = EvaluationResult(loss=np.float32(0.125), info={"test_error": np.float64(0.2), "epochs": np.int64(3)})
+    result = EvaluationResult(
+        loss=np.float32(0.125), info={"test_error": np.float64(0.2), "epochs": np.int64(3)}
+    )
     sent = to_builtins(result.to_wire())
     received = echo_proxy.echo(sent)
-    assert received == {"loss": 0.125, "info": {"test_error": 0.2, "epochs": 3, "status": "ok", "reason": None}}
+    assert received == {
+        "loss": 0.125,
+        "info": {"test_error": 0.2, "epochs": 3, "status": "ok", "reason": None},
+    }
 
 
 def test_upstream_failure_numpy_budget_is_written_as_text_the_receiver_cannot_parse() -> None:
@@ -121,7 +126,7 @@ def test_upstream_failure_numpy_values_do_not_survive_pyro(echo_proxy: Pyro4.Pro
 def test_pickle_is_never_accepted_on_the_wire() -> None:
     configure_pyro()
     assert Pyro4.config.SERIALIZER == "serpent"
-    assert Pyro4.config.SERIALIZERS_ACCEPTED == {"serpent"}
+    assert {"serpent"} == Pyro4.config.SERIALIZERS_ACCEPTED
 
 
 def test_budget_must_be_positive_and_finite() -> None:
