@@ -26,11 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="bohb")
-    parser.add_argument("--min-budget", type=float, default=1.0, help="smallest budget, in epochs")
-    parser.add_argument("--max-budget", type=float, default=9.0, help="largest budget, in epochs")
-    parser.add_argument("--eta", type=float, default=3.0, help="successive-halving ratio (> 1)")
     parser.add_argument(
-        "--n-iterations", type=int, default=4, help="successive-halving iterations (brackets)"
+        "--min-budget", type=float, default=MasterSettings.min_budget, help="smallest budget, in epochs"
+    )
+    parser.add_argument(
+        "--max-budget", type=float, default=MasterSettings.max_budget, help="largest budget, in epochs"
+    )
+    parser.add_argument(
+        "--eta", type=float, default=MasterSettings.eta, help="successive-halving ratio (> 1)"
+    )
+    parser.add_argument(
+        "--n-iterations",
+        type=int,
+        default=MasterSettings.n_iterations,
+        help="successive-halving iterations (brackets)",
     )
     parser.add_argument(
         "--run-id", default=None, help="name of the run; workers must use the same (default: OPTIMIZER-TIME)"

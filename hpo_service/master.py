@@ -196,12 +196,12 @@ def log_incumbent(result: Result) -> None:
         return
     runs = result.get_runs_by_id(incumbent)
     last = runs[-1]
-    info = last.info or {}
+    test_error = (last.info or {}).get("test_error")
     logger.info(
         "incumbent %s: validation error %.4f, test error %s at budget %g; config %s",
         incumbent,
         last.loss,
-        info.get("test_error"),
+        "n/a" if test_error is None else f"{test_error:.4f}",
         last.budget,
         result.get_id2config_mapping()[incumbent]["config"],
     )

@@ -20,9 +20,9 @@ class MasterSettings:
     run_id: str
     optimizer: str = "bohb"
     min_budget: float = 1.0
-    max_budget: float = 9.0
+    max_budget: float = 27.0
     eta: float = 3.0
-    n_iterations: int = 4
+    n_iterations: int = 8
     seed: int = 0
     min_workers: int = 1
     space: str = "default"

@@ -234,10 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-workers", type=int, default=4, help="worker processes (each gets cores/N threads or one GPU)"
     )
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="bohb")
-    parser.add_argument("--min-budget", type=float, default=1.0, help="smallest budget in epochs")
-    parser.add_argument("--max-budget", type=float, default=9.0, help="largest budget in epochs")
-    parser.add_argument("--eta", type=float, default=3.0)
-    parser.add_argument("--n-iterations", type=int, default=4)
+    parser.add_argument(
+        "--min-budget", type=float, default=MasterSettings.min_budget, help="smallest budget in epochs"
+    )
+    parser.add_argument(
+        "--max-budget", type=float, default=MasterSettings.max_budget, help="largest budget in epochs"
+    )
+    parser.add_argument("--eta", type=float, default=MasterSettings.eta)
+    parser.add_argument("--n-iterations", type=int, default=MasterSettings.n_iterations)
     parser.add_argument("--run-id", default=None, help="default: OPTIMIZER-DATE-TIME")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/RUN_ID")
     parser.add_argument("--seed", type=int, default=0)

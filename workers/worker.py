@@ -52,7 +52,7 @@ class TrainingWorker(ServiceWorker):
             "device": self.device_name,
             "epochs": epochs,
         }
-        logger.info("job %s: %d epoch(s) of %s", config_id, epochs, config)
+        logger.debug("job %s: %d epoch(s) of %s", config_id, epochs, config)
         try:
             outcome = train(
                 config, epochs, self.device, self.data, seed=self.seed, device_name=self.device_name
@@ -65,12 +65,14 @@ class TrainingWorker(ServiceWorker):
             return EvaluationResult(WORST_LOSS, JobStatus.FAILED, f"CUDA out of memory: {error}", context)
         status = JobStatus.FAILED if outcome.diverged else JobStatus.OK
         logger.info(
-            "job %s: validation error %.4f, test error %.4f, %.1f s, %.0f images/s",
+            "job %s, %d epoch(s): validation error %.4f, test error %.4f, %.1f s, %.0f images/s%s",
             config_id,
+            epochs,
             outcome.validation_error,
             outcome.test_error,
             outcome.wall_seconds,
             outcome.samples_per_second,
+            f" ({outcome.reason})" if outcome.reason else "",
         )
         return EvaluationResult(
             loss=outcome.validation_error,
