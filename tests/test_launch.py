@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hpbandster.core.result import logged_results_to_HBS_result
 
 from tests.conftest import ProcessRun, alive, child_pids, wait_for
 
@@ -55,6 +58,31 @@ def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun
         assert info["device"].startswith("cpu")
     log = process_run.log("launch")
     assert "analyse with: python -m analysis" in log
+    check_analysis_of_a_real_run(run_dir)
+
+
+def check_analysis_of_a_real_run(run_dir: Path) -> None:
+    """The analysis CLI and HpBandSter's own log reader agree with the pickle on a run that really trained."""
+    with open(run_dir / "results.pkl", "rb") as handle:
+        pickled = pickle.load(handle)
+    incumbent = pickled.get_incumbent_id()
+    assert incumbent is not None
+    assert logged_results_to_HBS_result(str(run_dir)).get_incumbent_id() == incumbent
+    test_error = pickled.get_runs_by_id(incumbent)[-1].info["test_error"]
+
+    analysis = subprocess.run(
+        [sys.executable, "-m", "analysis", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert analysis.returncode == 0, analysis.stderr
+    assert "optimizer   bohb" in analysis.stdout
+    assert f"incumbent   {tuple(incumbent)}" in analysis.stdout
+    assert f"test error {test_error:.4f}" in analysis.stdout
+    plot = run_dir / "incumbents.png"
+    assert plot.read_bytes().startswith(b"\x89PNG")
 
 
 def test_ctrl_c_stops_every_process(process_run: ProcessRun, tmp_path: Path) -> None:
