@@ -13,6 +13,7 @@ from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.settings import MasterSettings, default_run_id
+from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
 
 logger = logging.getLogger("hpo_service.master")
@@ -104,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HpoServiceError as error:
         parser.error(str(error))
     configure_logging(args.verbose, prefix="master ")
+    interrupt_on_stop_signals()
     # Imported here so that --help and argument errors answer without loading HpBandSter's stack.
     from hpo_service.master import run_master
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from hpo_service.errors import SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.settings import MasterSettings, default_run_id
+from hpo_service.signals import interrupt_on_stop_signals
 
 logger = logging.getLogger("launch.local")
 
@@ -192,10 +193,6 @@ def supervise(group: ProcessGroup, poll_interval: float = 0.5) -> int:
 def launch(settings: LaunchSettings) -> int:
     group = ProcessGroup()
 
-    def on_signal(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         logger.info("run %s in %s: %s with %d worker(s) on %s", settings.run_id, settings.run_dir,
                     settings.optimizer, settings.n_workers, settings.dataset)  # fmt: skip
@@ -205,10 +202,11 @@ def launch(settings: LaunchSettings) -> int:
         code = supervise(group)
     except KeyboardInterrupt:
         logger.warning("interrupted: stopping master and workers")
+        # A second Ctrl-C must not abandon the stop half way; it is bounded by the grace periods anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         group.stop()
         code = 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     report(settings, code)
     return code
 
@@ -295,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LaunchError as error:
         parser.error(str(error))
     configure_logging(args.verbose, prefix="launch ")
+    interrupt_on_stop_signals()
     return launch(settings)
 
 

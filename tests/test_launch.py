@@ -85,17 +85,38 @@ def check_analysis_of_a_real_run(run_dir: Path) -> None:
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
-def test_ctrl_c_stops_every_process(process_run: ProcessRun, tmp_path: Path) -> None:
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "sigint_ignored"),
+    [
+        (signal.SIGINT, False),  # Ctrl-C in a terminal
+        (signal.SIGINT, True),  # started in the background by a script: SIGINT arrives ignored
+        (signal.SIGTERM, True),  # kill, docker stop, a batch scheduler
+    ],
+    ids=["ctrl-c", "ctrl-c-background", "sigterm"],
+)
+def test_stop_signal_stops_every_process_in_order(
+    process_run: ProcessRun, tmp_path: Path, stop_signal: signal.Signals, sigint_ignored: bool
+) -> None:
     run_dir = tmp_path / "run"
     launcher = process_run.start(
-        "launch", launch_command(run_dir, "--n-workers", "2", "--n-iterations", "20", *TINY)
+        "launch",
+        launch_command(run_dir, "--n-workers", "2", "--n-iterations", "20", *TINY),
+        preexec_fn=ignore_sigint if sigint_ignored else None,
     )
     assert wait_for(lambda: len(result_lines(run_dir)) >= 2, timeout=120), process_run.log("launch")
     children = child_pids(launcher.pid)
     assert len(children) >= 3  # master and two workers
-    launcher.send_signal(signal.SIGINT)
+    launcher.send_signal(stop_signal)
     assert launcher.wait(timeout=60) == 130, process_run.log("launch")
     assert wait_for(lambda: not any(alive(pid) for pid in children), timeout=10)
+    log = process_run.log("launch")
+    # The master took the orderly path (closed its log, told the workers), nobody needed SIGKILL.
+    assert "interrupted; every finished result is in" in log
+    assert "killing process" not in log
     # What was logged before the interrupt is intact, line by line.
     assert all(len(line) == 5 for line in result_lines(run_dir))
 
