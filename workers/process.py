@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import Pyro4.errors
@@ -66,4 +67,10 @@ def run_worker(settings: WorkerSettings) -> int:
             raise
         logger.debug("nameserver gone while deregistering: %s", error)
     logger.info("shut down by the master")
+    if worker.busy:
+        # The master stopped mid-job (Ctrl-C, end of run): the job's thread is inside torch, and tearing
+        # the interpreter down around it aborts in C++ ("terminate called..."). Nothing is left to save.
+        logger.info("a job was still running; leaving it")
+        logging.shutdown()
+        os._exit(0)
     return 0
