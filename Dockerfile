@@ -1,0 +1,23 @@
+# One image for the nameserver, the master and the workers (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # Serpent only: the pickle serializer would let anyone who reaches a port run code in the container.
+    PYRO_SERIALIZER=serpent \
+    PYRO_SERIALIZERS_ACCEPTED=serpent
+
+WORKDIR /app
+# Dependencies first, so code changes do not reinstall torch.
+COPY pyproject.toml README.md ./
+RUN mkdir hpo_service workers launch analysis \
+    && touch hpo_service/__init__.py workers/__init__.py launch/__init__.py analysis/__init__.py \
+    && pip install --no-cache-dir . \
+    && pip uninstall -y hpo-service
+COPY hpo_service hpo_service
+COPY workers workers
+COPY launch launch
+COPY analysis analysis
+RUN pip install --no-cache-dir --no-deps .
+
+CMD ["python", "-m", "launch.local", "--help"]
