@@ -10,10 +10,15 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 # Dependencies first, so code changes do not reinstall torch.
 COPY pyproject.toml README.md ./
-RUN mkdir hpo_service workers launch analysis \
+# HpBandSter needs netifaces, which has no wheel for Python 3.11: compile it, then drop the compiler.
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+    && mkdir hpo_service workers launch analysis \
     && touch hpo_service/__init__.py workers/__init__.py launch/__init__.py analysis/__init__.py \
     && pip install --no-cache-dir . \
-    && pip uninstall -y hpo-service
+    && pip uninstall -y hpo-service \
+    && apt-get purge -y -qq gcc libc6-dev >/dev/null && apt-get autoremove -y -qq >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 COPY hpo_service hpo_service
 COPY workers workers
 COPY launch launch
