@@ -211,10 +211,16 @@ def launch(settings: LaunchSettings) -> int:
     return code
 
 
+def python_command() -> str:
+    """This interpreter as the user would type it: ``.venv/bin/python`` from the project dir."""
+    relative = os.path.relpath(sys.executable)
+    return relative if not relative.startswith("..") else sys.executable
+
+
 def report(settings: LaunchSettings, code: int) -> None:
     if code == 0:
         logger.info("done. Results: %s", settings.run_dir)
-        logger.info("analyse with: python -m analysis %s", settings.run_dir)
+        logger.info("analyse with: %s -m analysis %s", python_command(), settings.run_dir)
     elif (settings.run_dir / "results.json").is_file():
         logger.warning("run ended with exit code %d; finished results are in %s", code, settings.run_dir)
     else:

@@ -57,7 +57,7 @@ def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun
             assert key in info, key
         assert info["device"].startswith("cpu")
     log = process_run.log("launch")
-    assert "analyse with: python -m analysis" in log
+    assert f"-m analysis {run_dir}" in log.splitlines()[-1]
     check_analysis_of_a_real_run(run_dir)
 
 
