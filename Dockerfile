@@ -1,4 +1,4 @@
-# One image for the nameserver, the master and the workers (docker-compose.yml picks the command).
+# One image for every role: `docker run IMAGE nameserver|master|worker|analysis ...` (see launch/container.py).
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -8,21 +8,29 @@ ENV PYTHONUNBUFFERED=1 \
     PYRO_SERIALIZERS_ACCEPTED=serpent
 
 WORKDIR /app
-# Dependencies first, so code changes do not reinstall torch.
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone, so a code change rebuilds only the last layers.
 # HpBandSter needs netifaces, which has no wheel for Python 3.11: compile it, then drop the compiler.
+COPY pyproject.toml README.md ./
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
     && mkdir hpo_service workers launch analysis \
     && touch hpo_service/__init__.py workers/__init__.py launch/__init__.py analysis/__init__.py \
     && pip install --no-cache-dir . \
-    && pip uninstall -y hpo-service \
+    && pip uninstall -y -q hpo-service \
     && apt-get purge -y -qq gcc libc6-dev >/dev/null && apt-get autoremove -y -qq >/dev/null \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* hpo_service workers launch analysis
+
 COPY hpo_service hpo_service
 COPY workers workers
 COPY launch launch
 COPY analysis analysis
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-deps -q . \
+    && useradd --create-home --uid 1000 hpo \
+    && mkdir -p /runs /data \
+    && chown hpo:hpo /runs
 
-CMD ["python", "-m", "launch.local", "--help"]
+# Run dirs (named volume, created owned by this user from the image's /runs) and read-only datasets.
+VOLUME ["/runs"]
+USER hpo
+ENTRYPOINT ["python", "-m", "launch.container"]
+CMD ["master"]

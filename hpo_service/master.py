@@ -181,10 +181,13 @@ def run_master(settings: MasterSettings) -> Result:
         )
         try:
             result = optimizer.run(n_iterations=settings.n_iterations, min_n_workers=settings.min_workers)
+            # Saved before the workers are told to stop: a supervisor that reacts to their exit (compose's
+            # --abort-on-container-exit, a batch scheduler) may stop this process right after.
+            write_result_pickle(run_dir / "results.pkl", result)
+            finished = replace(description, finished=time.time())
+            write_json_atomically(run_dir / "run.json", finished.to_dict())
         finally:
             optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
-    write_result_pickle(run_dir / "results.pkl", result)
-    write_json_atomically(run_dir / "run.json", replace(description, finished=time.time()).to_dict())
     log_incumbent(result)
     return result
 

@@ -1,0 +1,252 @@
+"""Container entry point: ``python -m launch.container ROLE`` runs one role of the service.
+
+The search is configured by ``HPO_*`` environment variables (``.env.example`` lists them); a variable
+that is unset or empty leaves the command-line default of the role's own CLI, so the defaults live in one
+place. Roles: ``nameserver``, ``master``, ``worker``, ``analysis`` (arguments pass through) and
+``health ROLE`` (the compose healthchecks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+from hpo_service.logging_setup import configure_logging
+from hpo_service.nameserver import NameserverAddress
+
+logger = logging.getLogger("launch.container")
+
+ROLES = ("nameserver", "master", "worker", "analysis", "health")
+DEFAULT_RUN_ID = "compose"
+DEFAULT_RUNS_ROOT = "/runs"
+DEFAULT_DATA_DIR = "/data"
+DEFAULT_NAMESERVER_PORT = 9090
+DOCKER_DNS = "127.0.0.11"
+
+# Environment variable -> option of `python -m hpo_service`.
+MASTER_OPTIONS = {
+    "HPO_OPTIMIZER": "--optimizer",
+    "HPO_MIN_BUDGET": "--min-budget",
+    "HPO_MAX_BUDGET": "--max-budget",
+    "HPO_ETA": "--eta",
+    "HPO_N_ITERATIONS": "--n-iterations",
+    "HPO_SEED": "--seed",
+    "HPO_SPACE": "--space",
+    "HPO_DATASET": "--dataset",
+    "HPO_N_WORKERS": "--min-workers",
+    "HPO_PING_INTERVAL": "--ping-interval",
+}
+# Environment variable -> option of `python -m workers`.
+WORKER_OPTIONS = {
+    "HPO_DATASET": "--dataset",
+    "HPO_DEVICE": "--device",
+    "HPO_SEED": "--seed",
+    "HPO_THREADS": "--threads",
+    "HPO_TRAIN_LIMIT": "--train-limit",
+    "HPO_CONNECT_TIMEOUT": "--connect-timeout",
+}
+
+
+def value(environment: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    text = environment.get(name, "").strip()
+    return text or default
+
+
+def options(environment: Mapping[str, str], table: Mapping[str, str]) -> list[str]:
+    arguments: list[str] = []
+    for name, option in table.items():
+        text = value(environment, name)
+        if text is not None:
+            arguments += [option, text]
+    return arguments
+
+
+def run_id(environment: Mapping[str, str]) -> str:
+    return value(environment, "HPO_RUN_ID", DEFAULT_RUN_ID) or DEFAULT_RUN_ID
+
+
+def nameserver(environment: Mapping[str, str]) -> NameserverAddress:
+    return NameserverAddress.parse(
+        value(environment, "HPO_NAMESERVER", f"nameserver:{DEFAULT_NAMESERVER_PORT}") or ""
+    )
+
+
+def advertised_host(environment: Mapping[str, str]) -> str:
+    """The address other containers (or hosts) reach this one at.
+
+    On compose's bridge network that is the container's own address; with host networking (workers on
+    other machines) it must be given as ``HPO_ADVERTISE_HOST``, since Pyro4 registers it in the
+    nameserver and a wrong one is HpBandSter's classic "registered but unreachable" worker.
+    """
+    given = value(environment, "HPO_ADVERTISE_HOST")
+    return given if given is not None else socket.gethostbyname(socket.gethostname())
+
+
+def master_command(environment: Mapping[str, str]) -> list[str]:
+    identifier = run_id(environment)
+    runs_root = value(environment, "HPO_RUNS_ROOT", DEFAULT_RUNS_ROOT) or DEFAULT_RUNS_ROOT
+    command = [sys.executable, "-m", "hpo_service", "--run-id", identifier]
+    command += ["--run-dir", f"{runs_root}/{identifier}", "--nameserver", str(nameserver(environment))]
+    # Workers stay up when the search ends; compose's --exit-code-from master stops them. Shutting them
+    # down from here would let their exit stop the master before it has said goodbye.
+    command += ["--host", advertised_host(environment), "--keep-workers"]
+    return command + options(environment, MASTER_OPTIONS)
+
+
+def read_name(message: bytes, offset: int) -> tuple[str, int]:
+    """A DNS name at ``offset`` (labels, maybe compressed); returns it and the offset after it."""
+    labels: list[str] = []
+    end = None
+    while True:
+        length = message[offset]
+        if length & 0xC0 == 0xC0:  # a pointer to a name earlier in the message
+            end = offset + 2 if end is None else end
+            offset = ((length & 0x3F) << 8) | message[offset + 1]
+            continue
+        if length == 0:
+            return ".".join(labels), (offset + 1 if end is None else end)
+        labels.append(message[offset + 1 : offset + 1 + length].decode("ascii", "replace"))
+        offset += 1 + length
+
+
+def reverse_lookup(address: str, server: str = DOCKER_DNS, timeout: float = 2.0) -> str | None:
+    """Ask Docker's embedded DNS for the name of ``address`` (the resolver library would answer from
+    /etc/hosts, which holds only the container id)."""
+    name = ".".join(reversed(address.split("."))) + ".in-addr.arpa"
+    query = struct.pack(">HHHHHH", 0x4850, 0x0100, 1, 0, 0, 0)
+    query += b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    query += b"\0" + struct.pack(">HH", 12, 1)  # PTR, IN
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as connection:
+            connection.settimeout(timeout)
+            connection.sendto(query, (server, 53))
+            reply = connection.recv(512)
+        if struct.unpack(">H", reply[6:8])[0] < 1:
+            return None
+        _, offset = read_name(reply, 12)
+        _, offset = read_name(reply, offset + 4)  # the answer's owner name, after the question's type/class
+        return read_name(reply, offset + 10)[0]  # type, class, ttl, length, then the PTR name
+    except (OSError, IndexError, struct.error):
+        return None
+
+
+def replica_index(address: str) -> int | None:
+    """Compose names replicas PROJECT-worker-N (from 1); returns N - 1, or None outside compose."""
+    name = reverse_lookup(address)
+    match = re.search(r"-(\d+)(?:\.|$)", name or "")
+    return int(match.group(1)) - 1 if match else None
+
+
+def visible_gpu_count() -> int:
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True)
+    except (subprocess.SubprocessError, OSError):
+        return 0
+    return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
+
+
+def gpu_for_replica(index: int | None, gpu_count: int) -> str | None:
+    """Replica N (from 0) takes GPU N mod count: one GPU per worker, round-robin when there are more."""
+    if gpu_count < 1:
+        return None
+    return str((index or 0) % gpu_count)
+
+
+def worker_command(environment: Mapping[str, str], address: str) -> list[str]:
+    command = [sys.executable, "-m", "workers", "--run-id", run_id(environment)]
+    command += ["--nameserver", str(nameserver(environment)), "--host", address]
+    dataset = value(environment, "HPO_DATASET", "digits")
+    data_dir = value(environment, "HPO_DATA_DIR", None if dataset == "digits" else DEFAULT_DATA_DIR)
+    if data_dir is not None:
+        command += ["--data-dir", data_dir]
+    # Worker containers on one host share its cores: each takes cores / workers-on-host torch threads.
+    workers_on_host = value(environment, "HPO_WORKERS_ON_HOST") or value(environment, "HPO_N_WORKERS")
+    if workers_on_host is not None:
+        command += ["--workers-on-host", workers_on_host]
+    return command + options(environment, WORKER_OPTIONS)
+
+
+def worker_environment(environment: Mapping[str, str], address: str) -> dict[str, str]:
+    """With all GPUs visible (the GPU override file), pin this replica to one of them."""
+    result = dict(environment)
+    if "CUDA_VISIBLE_DEVICES" in environment or value(environment, "HPO_DEVICE") == "cpu":
+        return result
+    gpu_count = visible_gpu_count()
+    if gpu_count > 0:
+        result["CUDA_VISIBLE_DEVICES"] = str(gpu_for_replica(replica_index(address), gpu_count))
+    return result
+
+
+def serve_nameserver(environment: Mapping[str, str]) -> int:
+    import Pyro4.naming
+
+    from hpo_service.pyro_setup import configure_pyro
+
+    configure_pyro()
+    port = int(value(environment, "HPO_NAMESERVER_PORT", str(DEFAULT_NAMESERVER_PORT)) or 0)
+    logger.info("nameserver on 0.0.0.0:%d (serpent only, no broadcast responder)", port)
+    # Bound to every interface of the container: other containers and published ports reach it.
+    Pyro4.naming.startNSloop(host="0.0.0.0", port=port, enableBroadcast=False)
+    return 0
+
+
+def health(environment: Mapping[str, str], role: str) -> int:
+    """0 when ROLE is up: the nameserver answers; the master or this worker is registered in it."""
+    import Pyro4
+    import Pyro4.errors
+
+    from hpo_service.pyro_setup import configure_pyro
+
+    configure_pyro()
+    address = nameserver(environment)
+    host = "127.0.0.1" if role == "nameserver" else address.host
+    try:
+        with Pyro4.locateNS(host=host, port=address.port) as proxy:
+            names = proxy.list(prefix=f"hpbandster.run_{run_id(environment)}.")
+    except Pyro4.errors.PyroError as error:
+        print(f"nameserver {host}:{address.port} unreachable: {error}", file=sys.stderr)
+        return 1
+    if role == "master":
+        return 0 if any(name.endswith(".dispatcher") for name in names) else 1
+    if role == "worker":
+        return 0 if any(f".worker.{socket.gethostname()}" in name for name in names) else 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] not in ROLES:
+        print(f"usage: python -m launch.container {{{','.join(ROLES)}}} [ARGS]", file=sys.stderr)
+        return 2
+    role, rest = arguments[0], arguments[1:]
+    environment = dict(os.environ)
+    configure_logging(verbose=False, prefix="container ")
+    if role == "health":
+        return health(environment, rest[0] if rest else "nameserver")
+    if role == "nameserver":
+        return serve_nameserver(environment)
+    if role == "analysis":
+        command = [sys.executable, "-m", "analysis", *rest]
+    elif role == "master":
+        command = master_command(environment) + rest
+    else:
+        address = advertised_host(environment)
+        command = worker_command(environment, address) + rest
+        environment = worker_environment(environment, address)
+    logger.info("%s: %s", role, " ".join(command))
+    # exec: the role's process takes this PID, so stop signals from tini reach it directly.
+    os.execvpe(command[0], command, environment)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

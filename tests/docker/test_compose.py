@@ -1,0 +1,111 @@
+"""``docker compose up`` for real: build, a 2-worker search, results on the volume, analysis, teardown.
+
+Skipped when no Docker engine with the compose plugin is reachable (``../shared/tools/docker-up.sh``
+provides one on the development machines).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    checks = (["docker", "info"], ["docker", "compose", "version"])
+    try:
+        return all(
+            subprocess.run(c, capture_output=True, timeout=20, check=False).returncode == 0 for c in checks
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Compose:
+    def __init__(self, project: str, environment: dict[str, str]) -> None:
+        self.project = project
+        self.environment = environment
+
+    def __call__(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "compose", "-p", self.project, *arguments],
+            cwd=REPO,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def leftovers(self) -> list[str]:
+        label = f"label=com.docker.compose.project={self.project}"
+        found = []
+        for kind in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
+            listing = subprocess.run(
+                ["docker", *kind, "-q", "--filter", label], capture_output=True, text=True, check=False
+            )
+            found += listing.stdout.split()
+        return found
+
+
+@pytest.fixture
+def compose() -> Iterator[Compose]:
+    if not docker_available():
+        pytest.skip("no Docker engine with the compose plugin reachable")
+    environment = {
+        **os.environ,
+        "HPO_RUN_ID": "smoke",
+        "HPO_N_WORKERS": "2",
+        "HPO_MAX_BUDGET": "3",
+        "HPO_N_ITERATIONS": "1",
+        "HPO_TRAIN_LIMIT": "300",
+        "HPO_DEVICE": "cpu",
+        "HPO_NAMESERVER_PORT": str(free_port()),
+        "HPO_DATA_DIR_HOST": str(REPO / "tests"),  # any existing dir: digits needs no data
+    }
+    project = f"hposmoke{os.getpid()}"
+    runner = Compose(project, environment)
+    try:
+        yield runner
+    finally:
+        runner("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+
+
+@pytest.mark.timeout(1800)  # a first build installs torch into the image
+def test_compose_runs_a_search_and_leaves_nothing_behind(compose: Compose) -> None:
+    build = compose("build", timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+
+    up = compose("up", "--exit-code-from", "master", timeout=600)
+    assert up.returncode == 0, (up.stdout + up.stderr)[-5000:]
+    assert "master-1 exited with code 0" in up.stdout + up.stderr
+
+    listing = compose("run", "--rm", "--entrypoint", "ls", "analysis", "/runs/smoke")
+    assert listing.returncode == 0, listing.stderr
+    for name in ("configs.json", "results.json", "configspace.json", "run.json", "results.pkl"):
+        assert name in listing.stdout.split(), listing.stdout
+
+    analysis = compose("run", "--rm", "analysis", "/runs/smoke")
+    assert analysis.returncode == 0, analysis.stderr
+    assert "optimizer   bohb" in analysis.stdout
+    assert "jobs        4 on 3 configurations" in analysis.stdout  # one bracket: 3 at 1 epoch, 1 at 3
+
+    down = compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert compose.leftovers() == []
