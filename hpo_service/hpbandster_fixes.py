@@ -16,6 +16,11 @@ failure on stock HpBandSter and shows the fix.
    thread running: :meth:`FixedMaster.shutdown` shuts workers down one by one, tolerating failures.
 5. ``Worker.__init__`` calls ``logging.basicConfig(DEBUG)`` when given no logger: :class:`ServiceWorker`
    always passes one.
+6. ``Worker._run`` asks the dispatcher to discover workers *before* registering itself in the nameserver,
+   so a worker joining a running search idles until the next ping interval (10 s and more):
+   :meth:`ServiceWorker._run` asks again once its name is registered.
+7. Worker names are host name + pid: two containers on the host network (same host name, both pid 7)
+   register under one name and one of them never gets a job: :class:`ServiceWorker` adds a random id.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ import contextlib
 import json
 import logging
 import os
+import threading
+import time
 import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -132,6 +140,10 @@ class ServiceWorker(Worker):
     """
 
     def __init__(self, run_id: str, *, worker_logger: logging.Logger | None = None, **kwargs: Any) -> None:
+        # Upstream names a worker by host name and pid only; containers on the host network share the host
+        # name and often the pid, and a second worker with the same name silently replaces the first in the
+        # nameserver. A random suffix keeps every worker's name its own.
+        kwargs.setdefault("id", uuid.uuid4().hex[:8])
         super().__init__(run_id, logger=worker_logger or logging.getLogger("hpbandster.worker"), **kwargs)
         self.shutdown_requested = False
 
@@ -153,3 +165,25 @@ class ServiceWorker(Worker):
     def shutdown(self) -> None:
         self.shutdown_requested = True
         super().shutdown()
+
+    def _run(self) -> None:
+        announcer = threading.Thread(target=self._announce, name="announce", daemon=True)
+        announcer.start()
+        super()._run()
+
+    def _announce(self, timeout: float = 30.0, interval: float = 0.25) -> None:
+        """Once this worker is in the nameserver, ask the run's dispatcher to discover it now."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.shutdown_requested:
+            try:
+                with Pyro4.locateNS(self.nameserver, port=self.nameserver_port) as nameserver:
+                    if self.worker_id in nameserver.list(prefix=self.worker_id):
+                        dispatchers = nameserver.list(prefix=f"hpbandster.run_{self.run_id}.dispatcher")
+                        for uri in dispatchers.values():
+                            with Pyro4.Proxy(uri) as dispatcher:
+                                dispatcher._pyroTimeout = 5.0
+                                dispatcher.trigger_discover_worker()
+                        return
+            except Pyro4.errors.PyroError as error:
+                self.logger.debug("announcing to the dispatcher: %s", error)
+            time.sleep(interval)

@@ -16,5 +16,7 @@ def configure_logging(verbose: bool = False, prefix: str = "") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
-        for noisy in ("hpbandster", "Pyro4"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger("hpbandster").setLevel(logging.WARNING)
+        # Pyro4 logs every failed connection attempt at ERROR before raising; our code reports the
+        # failures that matter, so retry loops do not flood the log.
+        logging.getLogger("Pyro4").setLevel(logging.CRITICAL)

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -94,9 +95,7 @@ def master_command(environment: Mapping[str, str]) -> list[str]:
     runs_root = value(environment, "HPO_RUNS_ROOT", DEFAULT_RUNS_ROOT) or DEFAULT_RUNS_ROOT
     command = [sys.executable, "-m", "hpo_service", "--run-id", identifier]
     command += ["--run-dir", f"{runs_root}/{identifier}", "--nameserver", str(nameserver(environment))]
-    # Workers stay up when the search ends; compose's --exit-code-from master stops them. Shutting them
-    # down from here would let their exit stop the master before it has said goodbye.
-    command += ["--host", advertised_host(environment), "--keep-workers"]
+    command += ["--host", advertised_host(environment)]
     return command + options(environment, MASTER_OPTIONS)
 
 
@@ -187,16 +186,12 @@ def worker_environment(environment: Mapping[str, str], address: str) -> dict[str
 
 
 def serve_nameserver(environment: Mapping[str, str]) -> int:
-    import Pyro4.naming
-
     from hpo_service.pyro_setup import configure_pyro
+    from launch.nameserver_role import serve_until_run_ends
 
     configure_pyro()
     port = int(value(environment, "HPO_NAMESERVER_PORT", str(DEFAULT_NAMESERVER_PORT)) or 0)
-    logger.info("nameserver on 0.0.0.0:%d (serpent only, no broadcast responder)", port)
-    # Bound to every interface of the container: other containers and published ports reach it.
-    Pyro4.naming.startNSloop(host="0.0.0.0", port=port, enableBroadcast=False)
-    return 0
+    return serve_until_run_ends(port, run_id(environment))
 
 
 def health(environment: Mapping[str, str], role: str) -> int:
@@ -222,6 +217,47 @@ def health(environment: Mapping[str, str], role: str) -> int:
     return 0
 
 
+def run_master(environment: Mapping[str, str], extra: Sequence[str]) -> int:
+    """Run the master as a child, then tell the nameserver the run is over, whatever the exit code.
+
+    A master that fails before its dispatcher registers (bad settings, a run dir that holds results)
+    would otherwise leave the nameserver and the workers waiting forever.
+    """
+    command = master_command(environment) + list(extra)
+    logger.info("master: %s", " ".join(command))
+    child = subprocess.Popen(command, env=dict(environment))
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {number: signal.signal(number, forward) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    announce_end(environment, code)
+    return code
+
+
+def announce_end(environment: Mapping[str, str], code: int) -> None:
+    import Pyro4
+    import Pyro4.errors
+
+    from hpo_service.pyro_setup import configure_pyro
+    from launch.nameserver_role import ended_name
+
+    configure_pyro()
+    address = nameserver(environment)
+    try:
+        with Pyro4.locateNS(host=address.host, port=address.port) as proxy:
+            proxy._pyroTimeout = 5.0
+            # A name, not an object: the nameserver's watch only looks for it.
+            proxy.register(ended_name(run_id(environment)), f"PYRO:exit_code_{abs(code)}@localhost:1")
+    except Pyro4.errors.PyroError as error:
+        logger.warning("could not tell the nameserver that the run ended: %s", error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] not in ROLES:
@@ -234,10 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return health(environment, rest[0] if rest else "nameserver")
     if role == "nameserver":
         return serve_nameserver(environment)
+    if role == "master":
+        return run_master(environment, rest)
     if role == "analysis":
         command = [sys.executable, "-m", "analysis", *rest]
-    elif role == "master":
-        command = master_command(environment) + rest
     else:
         address = advertised_host(environment)
         command = worker_command(environment, address) + rest

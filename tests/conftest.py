@@ -63,9 +63,12 @@ class ProcessRun:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, command: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: list[str], extra_environment: dict[str, str] | None = None, **kwargs: object
+    ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         environment = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        environment.update(extra_environment or {})
         process = subprocess.Popen(
             command,
             cwd=REPO,

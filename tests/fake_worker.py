@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hpbandster.core.worker import Worker
 
 from hpo_service.hpbandster_fixes import ServiceWorker
 from hpo_service.logging_setup import configure_logging
@@ -30,9 +31,10 @@ def fake_loss(config: dict[str, Any], budget: float) -> float:
 
 
 class FakeWorker(ServiceWorker):
-    def __init__(self, run_id: str, sleep: float, **kwargs: Any) -> None:
+    def __init__(self, run_id: str, sleep: float, name: str = "fake", **kwargs: Any) -> None:
         super().__init__(run_id, **kwargs)
         self.sleep = sleep
+        self.name = name
 
     def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
         time.sleep(self.sleep)
@@ -41,6 +43,7 @@ class FakeWorker(ServiceWorker):
             "test_error": np.float64(loss + 0.01),
             "epochs_trained": np.int64(round(budget)),
             "curve": np.arange(3),
+            "worker": self.name,
         }
         return EvaluationResult(loss=np.float32(loss), info=info)
 
@@ -50,13 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--sleep", type=float, default=0.01)
+    parser.add_argument("--name", default="fake", help="recorded as info['worker']")
+    parser.add_argument("--stock-join", action="store_true", help="join as stock HpBandSter does (no fix 6)")
     args = parser.parse_args(argv)
     configure_logging(prefix="fake-worker ")
     configure_pyro()
     address = read_credentials(args.run_dir, timeout=60)
     wait_for_nameserver(address, timeout=30)
+    if args.stock_join:
+        FakeWorker._run = Worker._run  # type: ignore[method-assign]
     worker = FakeWorker(
-        args.run_id, args.sleep, nameserver=address.host, nameserver_port=address.port, host="127.0.0.1"
+        args.run_id,
+        args.sleep,
+        args.name,
+        nameserver=address.host,
+        nameserver_port=address.port,
+        host="127.0.0.1",
     )
     try:
         worker.run(background=False)

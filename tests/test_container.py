@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import struct
 import sys
+from pathlib import Path
 
 import Pyro4
 import pytest
 
 from hpo_service.nameserver import LocalNameserver
 from launch import container
+from launch.nameserver_role import ended_name
+from tests.conftest import REPO
 
 
 def test_master_command_from_environment_leaves_unset_and_empty_values_to_the_cli() -> None:
@@ -23,7 +26,6 @@ def test_master_command_from_environment_leaves_unset_and_empty_values_to_the_cl
     assert arguments[arguments.index("--host") + 1] == "10.0.0.5"
     assert arguments[arguments.index("--max-budget") + 1] == "9"
     assert arguments[arguments.index("--min-workers") + 1] == "4"
-    assert "--keep-workers" in arguments  # compose's --exit-code-from master ends the workers
     assert "--eta" not in arguments and "--min-budget" not in arguments
 
 
@@ -33,7 +35,7 @@ def test_master_command_parses_with_the_master_cli() -> None:
     environment = {"HPO_RUN_ID": "x", "HPO_ADVERTISE_HOST": "10.0.0.5", "HPO_OPTIMIZER": "hyperband"}
     settings = settings_from_args(build_parser().parse_args(container.master_command(environment)[3:]))
     assert settings.optimizer == "hyperband"
-    assert not settings.shutdown_workers
+    assert settings.shutdown_workers  # the master's exit ends the run: it stops the workers
     assert str(settings.nameserver) == "nameserver:9090"
 
 
@@ -123,3 +125,20 @@ def test_health_of_nameserver_and_missing_master() -> None:
 def test_unknown_role_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert container.main(["frobnicate"]) == 2
     assert "usage: python -m launch.container" in capsys.readouterr().err
+
+
+def test_master_role_announces_the_end_even_when_the_master_fails(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "failed"
+    run_dir.mkdir(parents=True)
+    (run_dir / "results.json").write_text("[]\n")  # the master refuses a run dir that holds results
+    with LocalNameserver("127.0.0.1", 0) as address:
+        environment = {
+            "HPO_NAMESERVER": str(address),
+            "HPO_RUN_ID": "failed",
+            "HPO_RUNS_ROOT": str(tmp_path / "runs"),
+            "HPO_ADVERTISE_HOST": "127.0.0.1",
+            "PYTHONPATH": str(REPO),
+        }
+        assert container.run_master(environment, []) == 2
+        with Pyro4.locateNS(host=address.host, port=address.port) as proxy:
+            assert list(proxy.list(prefix=ended_name("failed"))) == [ended_name("failed")]

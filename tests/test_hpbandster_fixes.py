@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,9 +19,10 @@ import numpy as np
 import pytest
 from hpbandster.core.dispatcher import Worker as PooledWorker
 from hpbandster.core.result import json_result_logger, logged_results_to_HBS_result
+from hpbandster.core.worker import Worker
 from hpbandster.optimizers import HyperBand
 
-from hpo_service.hpbandster_fixes import FixedMaster, JsonResultLogger
+from hpo_service.hpbandster_fixes import FixedMaster, JsonResultLogger, ServiceWorker
 from hpo_service.nameserver import LocalNameserver, NameserverAddress
 from hpo_service.space import default_space
 from tests.conftest import REPO, wait_for
@@ -170,3 +174,13 @@ def test_stock_bohb_hangs_on_numpy_configs_and_the_fixed_one_finishes() -> None:
     finished = run_probe("fixed", timeout=60)
     assert finished is not None and finished.returncode == 0, finished
     assert finished.stdout.strip() == "4"  # one bracket: 3 configurations at budget 1, the best at 3
+
+
+def test_workers_on_one_host_name_and_pid_get_their_own_names() -> None:
+    # Upstream: the name is host name + pid, so two containers on the host network (both pid 7) collide
+    # and the second registration silently replaces the first in the nameserver.
+    quiet = logging.getLogger("stock-worker")  # without one, upstream calls logging.basicConfig(DEBUG)
+    assert Worker("r", logger=quiet).worker_id == Worker("r", logger=quiet).worker_id
+    first, second = ServiceWorker("r"), ServiceWorker("r")
+    assert first.worker_id != second.worker_id
+    assert first.worker_id.startswith(f"hpbandster.run_r.worker.{socket.gethostname()}.{os.getpid()}.")
