@@ -8,18 +8,20 @@ ENV PYTHONUNBUFFERED=1 \
     PYRO_SERIALIZERS_ACCEPTED=serpent
 
 WORKDIR /app
-# Dependencies first, from pyproject.toml alone, so a code change rebuilds only the last layers.
+# Dependencies first, from pyproject.toml alone (README.md is a placeholder here), so a change to the code
+# or the docs rebuilds only the last layers.
 # HpBandSter needs netifaces, which has no wheel for Python 3.11: compile it, then drop the compiler.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
-    && mkdir hpo_service workers launch analysis \
+    && touch README.md && mkdir hpo_service workers launch analysis \
     && touch hpo_service/__init__.py workers/__init__.py launch/__init__.py analysis/__init__.py \
     && pip install --no-cache-dir . \
     && pip uninstall -y -q hpo-service \
     && apt-get purge -y -qq gcc libc6-dev >/dev/null && apt-get autoremove -y -qq >/dev/null \
     && rm -rf /var/lib/apt/lists/* hpo_service workers launch analysis
 
+COPY README.md ./
 COPY hpo_service hpo_service
 COPY workers workers
 COPY launch launch
