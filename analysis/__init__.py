@@ -1,4 +1,6 @@
-"""Analysis of HpBandSter run directories: load, summarise, incumbent trajectories, plots, CLI.
+"""Analysis of HpBandSter run directories: load, summarise, incumbent trajectories, learning curves,
+budget correlations, hyperparameter importance, worker timelines, training cost, report, watch, CLI
+(docs/analysis.md).
 
 Reads run directories written by hpo-service or by plain HpBandSter scripts; never imports torch, Pyro4,
 ``workers`` or ``launch``. Figures live in :mod:`analysis.plots` (imported on demand: matplotlib).

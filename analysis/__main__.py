@@ -1,7 +1,8 @@
 """Command line: ``python -m analysis RUN_DIR [RUN_DIR ...]`` (also the console script ``hpo-analysis``).
 
 With run dirs only, it prints each run's summary and writes the incumbent plot. A first argument that
-names a subcommand (``summary``, ``incumbent``) runs just that; a run dir named like a subcommand is
+names a subcommand (``summary``, ``incumbent``, ``curves``, ``budgets``, ``importance``, ``workers``,
+``cost``, ``report``, ``watch``; see docs/analysis.md) runs just that; a run dir named like a subcommand is
 written ``./summary``. The only module that prints or configures logging.
 """
 
@@ -15,9 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis import commands
+from analysis.commands import last_finite, load_runs
 from analysis.data import RunData
 from analysis.incumbents import MAX_BUDGET, RULES, Trajectory, incumbent_trajectory
-from analysis.load import RunDirError, load_run
+from analysis.load import RunDirError
 from analysis.summary import format_config_id, format_summary, summarize
 
 EXIT_OK = 0
@@ -151,14 +154,52 @@ def run_default(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_summary_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--csv", type=Path, metavar="FILE", help="also write every job of every run as CSV ('-': stdout only)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write each run's summary and jobs as JSON ('-': stdout only)",
+    )
+
+
 def run_summary(options: argparse.Namespace) -> int:
-    print_summaries(load_runs(options))
+    from analysis.export import to_csv, to_json
+
+    runs = load_runs(options)
+    exports = [(options.csv, to_csv), (options.json, to_json)]
+    to_stdout = any(path is not None and str(path) == "-" for path, _ in exports)
+    if not to_stdout:
+        print_summaries(runs)
+    for path, export in exports:
+        if path is None:
+            continue
+        text = export(runs)
+        if str(path) == "-":
+            sys.stdout.write(text)
+        else:
+            Path(path).write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
     return EXIT_OK
+
+
+def add_incumbent_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plot_options(parser)
+    parser.add_argument(
+        "--group-by",
+        choices=("optimizer", "dataset"),
+        help="one median line and interquartile band per group of runs (e.g. seeds of each optimizer)",
+    )
 
 
 def run_incumbent(options: argparse.Namespace) -> int:
     output = plot_path(options)
     runs = load_runs(options)
+    if options.group_by:
+        return run_grouped_incumbent(options, runs, output)
     trajectories = {label: incumbent_trajectory(run, options.rule) for label, run in runs.items()}
     for index, (label, trajectory) in enumerate(trajectories.items()):
         if index:
@@ -168,33 +209,70 @@ def run_incumbent(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_grouped_incumbent(options: argparse.Namespace, runs: dict[str, RunData], output: Path) -> int:
+    from analysis.groups import group_trajectories
+    from analysis.plot_runs import plot_group_trajectories
+
+    bands = group_trajectories(runs, options.rule, key=options.group_by)
+    for band in bands:
+        final = last_finite(band.median)
+        final_text = "-" if final is None else f"{final:.4f}"
+        print(f"{band.group}: {band.runs} runs, final median incumbent loss {final_text}")
+    plot_group_trajectories(bands, output, rule=options.rule, log_scale=not options.linear)
+    print(f"incumbent plot ({options.rule}, median and interquartile range by {options.group_by}): {output}")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Command] = {
     "summary": Command(
-        "print each run's summary: jobs per budget, failures, incumbent", no_arguments, run_summary
+        "print each run's summary: jobs per budget, workers, failures, incumbent; --csv/--json export",
+        add_summary_arguments,
+        run_summary,
     ),
     "incumbent": Command(
-        "print each run's incumbent trajectory and write the incumbent plot", add_plot_options, run_incumbent
+        "print each run's incumbent trajectory and write the incumbent plot (--group-by optimizer: bands)",
+        add_incumbent_arguments,
+        run_incumbent,
+    ),
+    "curves": Command(
+        "learning curves by budget, or by a hyperparameter's values (--by lr)",
+        commands.add_curves_arguments,
+        commands.run_curves,
+    ),
+    "budgets": Command(
+        "Spearman rank correlation of losses between budgets (warns below 0.2)",
+        commands.add_budgets_arguments,
+        commands.run_budgets,
+    ),
+    "importance": Command(
+        "which hyperparameters matter (random-forest surrogate), marginals, best configurations",
+        commands.add_importance_arguments,
+        commands.run_importance,
+    ),
+    "workers": Command(
+        "jobs per worker over time (Gantt), busy share, idle gaps",
+        commands.add_workers_arguments,
+        commands.run_workers,
+    ),
+    "cost": Command(
+        "training time per epoch against model size, per device",
+        commands.add_cost_arguments,
+        commands.run_cost,
+    ),
+    "report": Command(
+        "one self-contained HTML page with all of the above",
+        commands.add_report_arguments,
+        commands.run_report,
+    ),
+    "watch": Command(
+        "follow a running run: redraw incumbents.png and workers.png, print a status line",
+        commands.add_watch_arguments,
+        commands.run_watch,
     ),
 }
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-def load_runs(options: argparse.Namespace) -> dict[str, RunData]:
-    """Every run dir, keyed by its label in the output; the first unreadable one raises."""
-    paths: list[Path] = options.run_dirs
-    labels = run_labels(paths)
-    return {
-        label: load_run(path, allow_pickle=not options.json_only)
-        for label, path in zip(labels, paths, strict=True)
-    }
-
-
-def run_labels(paths: Sequence[Path]) -> list[str]:
-    """Directory names when they tell the runs apart, else the paths as given."""
-    names = [path.resolve().name or str(path) for path in paths]
-    return names if len(set(names)) == len(names) else [str(path) for path in paths]
 
 
 def plot_path(options: argparse.Namespace) -> Path:

@@ -1,10 +1,12 @@
-"""Figures. The one module that touches matplotlib; it uses the Agg canvas directly (no pyplot), so no
-window opens and the backend of a program that imports :mod:`analysis` is left alone."""
+"""Figures. This module and the ``plot_*`` modules are the ones that touch matplotlib; they use the Agg
+canvas directly (no pyplot), so no window opens and the backend of a program that imports
+:mod:`analysis` is left alone. Shared helpers live here, with the incumbent plot."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,35 @@ def new_figure(width: float = 8.0, height: float = 5.0) -> Figure:
     return figure
 
 
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` in the format its suffix names, atomically: readers (a browser, an
+    image viewer refreshing while ``watch`` redraws) never see a half-written file."""
+    path = Path(path)
+    file_format = figure_format(path)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        figure.savefig(temporary, format=file_format)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    logger.info("wrote %s", path)
+    return path
+
+
+# Most points a scatter or line plot draws; beyond that a figure shows no more and renders slowly.
+MAX_DRAWN = 1500
+
+
+def drawn_subset(count: int, limit: int = MAX_DRAWN, seed: int = 0) -> list[int]:
+    """Indices of the items to draw: all when ``count <= limit``, else a fixed random ``limit`` of them,
+    in their order."""
+    if count <= limit:
+        return list(range(count))
+    import numpy as np
+
+    return sorted(np.random.default_rng(seed).choice(count, limit, replace=False).tolist())
+
+
 def step_points(
     times: Sequence[float], values: Sequence[float | None], end_time: float
 ) -> tuple[list[float], list[float]]:
@@ -71,6 +102,13 @@ class PlainNumbers(Formatter):
         return f"{x:.3g}" if self.inner(x, pos) else ""
 
 
+def plain_numbers(axis: Any) -> None:
+    """Label a log ``axis`` with plain numbers (0.08, 0.1) rather than 8 x 10^-2: losses and times rarely
+    span many decades."""
+    axis.set_major_formatter(PlainNumbers(axis.get_major_formatter()))
+    axis.set_minor_formatter(PlainNumbers(axis.get_minor_formatter()))
+
+
 def plot_incumbents(
     trajectories: Mapping[str, Trajectory], path: Path, *, log_scale: bool = True, with_test: bool = False
 ) -> Path:
@@ -80,7 +118,7 @@ def plot_incumbents(
     used only when every plotted value is positive.
     """
     path = Path(path)
-    file_format = figure_format(path)
+    figure_format(path)
     figure = new_figure()
     axes = figure.add_subplot()
     plotted: list[float] = []
@@ -104,9 +142,7 @@ def plot_incumbents(
     if log_scale and plotted:
         if min(plotted) > 0:
             axes.set_yscale("log")
-            # Plain numbers (0.08, 0.1) rather than 8 x 10^-2: losses rarely span many decades.
-            axes.yaxis.set_major_formatter(PlainNumbers(axes.yaxis.get_major_formatter()))
-            axes.yaxis.set_minor_formatter(PlainNumbers(axes.yaxis.get_minor_formatter()))
+            plain_numbers(axes.yaxis)
         else:
             logger.warning("a loss is not positive; using a linear loss axis")
     rules = {trajectory.rule for trajectory in trajectories.values()}
@@ -117,6 +153,4 @@ def plot_incumbents(
     axes.grid(True, which="both", alpha=0.3)
     if trajectories:
         axes.legend()
-    figure.savefig(path, format=file_format)
-    logger.info("wrote %s", path)
-    return path
+    return save_figure(figure, path)

@@ -8,6 +8,7 @@ from typing import Any
 
 from analysis.data import OK, ConfigId, RunData
 from analysis.incumbents import MAX_BUDGET, find_incumbent
+from analysis.workers import worker_timeline
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class RunSummary:
     # Seconds from the first submission to the last finished job.
     wall_time: float
     incumbent: Incumbent | None
+    # Workers that ran jobs (slots that ran at once when results name no worker), and the share of
+    # (workers x wall time) they spent on jobs; ``None`` without jobs.
+    workers: int = 0
+    busy_share: float | None = None
+    workers_inferred: bool = False
 
     @property
     def runs_per_budget(self) -> dict[float, int]:
@@ -74,6 +80,7 @@ def summarize(run: RunData) -> RunSummary:
             finished=best.finished,
             config=dict(run.configs.get(best.config_id, {})),
         )
+    timeline = worker_timeline(run)
     return RunSummary(
         run_dir=str(run.run_dir),
         source=run.source,
@@ -87,6 +94,9 @@ def summarize(run: RunData) -> RunSummary:
         failures=tuple(sorted(failures.items())),
         wall_time=max((job.finished for job in run.jobs), default=0.0),
         incumbent=incumbent,
+        workers=len(timeline.usage),
+        busy_share=timeline.busy_share,
+        workers_inferred=timeline.inferred,
     )
 
 
@@ -103,6 +113,7 @@ def format_summary(summary: RunSummary) -> str:
         f"optimizer   {summary.optimizer}" + (f" ({', '.join(details)})" if details else ""),
         f"jobs        {summary.n_jobs} on {summary.n_configs} configurations, "
         f"wall time {format_duration(summary.wall_time)}",
+        "workers     " + format_workers(summary),
         "failures    " + (", ".join(f"{status} {count}" for status, count in summary.failures) or "none"),
     ]
     if summary.budgets:
@@ -122,6 +133,13 @@ def format_summary(summary: RunSummary) -> str:
         width = max((len(name) for name in incumbent.config), default=0)
         lines.extend(f"  {name:<{width}} = {value!r}" for name, value in sorted(incumbent.config.items()))
     return "\n".join(lines)
+
+
+def format_workers(summary: RunSummary) -> str:
+    if summary.busy_share is None:
+        return "none"
+    kind = "at once (results name no worker)" if summary.workers_inferred else ""
+    return f"{summary.workers} {kind}".rstrip() + f", busy {summary.busy_share:.0%} of the wall time"
 
 
 def format_config_id(config_id: ConfigId) -> str:

@@ -59,22 +59,35 @@ class ProgressReporter:
             candidate = (budget, -loss)
             if self.best is None or candidate > (self.best[2], -self.best[0]):
                 self.best = (loss, job.id, budget)
-        running = self.master.num_running_jobs if self.master is not None else 0
+        running, queued = self.job_counts()
         loss_text = f"{loss:.4f}" if isinstance(loss, float) else "-"
         best_text = (
             "-" if self.best is None else f"{self.best[0]:.4f} {tuple(self.best[1])} @ {self.best[2]:g}"
         )
         logger.info(
-            "[%d/%d] %s budget %g: loss %s (%s) | best at largest budget so far: %s | running %d",
+            "[%d/%d] iteration %d %s budget %g: loss %s (%s) | best at largest budget so far: %s "
+            "| running %d, queued %d",
             self.finished,
             self.planned,
+            job.id[0],
             tuple(job.id),
             budget,
             loss_text,
             status,
             best_text,
             running,
+            queued,
         )
+
+    def job_counts(self) -> tuple[int, int]:
+        """Jobs on workers (busy workers) and jobs waiting for a free worker, from the dispatcher.
+
+        Read without the dispatcher's lock: a log line may be one job off, and the master never waits.
+        """
+        dispatcher = getattr(self.master, "dispatcher", None)
+        if dispatcher is None:
+            return (self.master.num_running_jobs if self.master is not None else 0), 0
+        return len(dispatcher.running_jobs), dispatcher.waiting_jobs.qsize()
 
 
 def prepare_run_dir(run_dir: Path) -> None:

@@ -1,0 +1,105 @@
+"""What a model costs to train: training seconds per epoch against its number of parameters, per device.
+
+Seconds per epoch (``train_seconds / epochs_trained``) rather than per job, so jobs on different budgets
+compare. Per device with at least three jobs, a power law ``seconds = a * parameters ** b`` is fitted
+by least squares on log-log axes: ``b`` near 1 means the time grows in proportion to the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.data import ConfigId, RunData, finite_or_none
+
+UNKNOWN_DEVICE = "unknown device"
+
+
+class NoCostDataError(ValueError):
+    """No result reports both ``parameter_count`` and training time."""
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    config_id: ConfigId
+    budget: float
+    device: str
+    parameters: int
+    seconds_per_epoch: float
+    samples_per_second: float | None
+
+
+@dataclass(frozen=True)
+class DeviceFit:
+    """``seconds_per_epoch ~= factor * parameters ** exponent`` over ``points`` jobs on ``device``."""
+
+    device: str
+    points: int
+    exponent: float
+    factor: float
+    median_seconds_per_epoch: float
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    points: tuple[CostPoint, ...]
+    fits: tuple[DeviceFit, ...]
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(sorted({point.device for point in self.points}))
+
+
+def training_cost(run: RunData) -> TrainingCost:
+    points = []
+    for job in run.jobs:
+        parameters = finite_or_none(job.info.get("parameter_count"))
+        seconds = finite_or_none(job.info.get("train_seconds"))
+        epochs = finite_or_none(job.info.get("epochs_trained"))
+        if parameters is None or seconds is None or not epochs or epochs <= 0 or seconds <= 0:
+            continue
+        device = job.info.get("device")
+        points.append(
+            CostPoint(
+                job.config_id,
+                job.budget,
+                device if isinstance(device, str) and device else UNKNOWN_DEVICE,
+                int(parameters),
+                seconds / epochs,
+                finite_or_none(job.info.get("samples_per_second")),
+            )
+        )
+    if not points:
+        raise NoCostDataError(
+            f"{run.run_dir}: no result reports parameter_count, train_seconds and epochs_trained "
+            "(written by hpo-service workers)"
+        )
+    return TrainingCost(tuple(points), fits(points))
+
+
+def fits(points: list[CostPoint]) -> tuple[DeviceFit, ...]:
+    found = []
+    for device in sorted({point.device for point in points}):
+        chosen = [point for point in points if point.device == device and point.parameters > 0]
+        seconds = np.array([point.seconds_per_epoch for point in chosen])
+        parameters = np.array([point.parameters for point in chosen], dtype=float)
+        if len(chosen) < 3 or np.ptp(np.log(parameters)) == 0:
+            continue
+        exponent, intercept = np.polyfit(np.log(parameters), np.log(seconds), 1)
+        found.append(
+            DeviceFit(
+                device, len(chosen), float(exponent), float(np.exp(intercept)), float(np.median(seconds))
+            )
+        )
+    return tuple(found)
+
+
+def format_cost(cost: TrainingCost) -> str:
+    lines = [f"{len(cost.points)} jobs on {len(cost.devices)} device(s)"]
+    for fit in cost.fits:
+        lines.append(
+            f"  {fit.device}: {fit.points} jobs, median {fit.median_seconds_per_epoch:.3g} s/epoch, "
+            f"seconds/epoch ~ {fit.factor:.3g} * parameters^{fit.exponent:.2f}"
+        )
+    return "\n".join(lines)
