@@ -148,7 +148,7 @@ def test_train_limit_keeps_the_first_training_images(digits: DatasetTensors) -> 
 def test_unknown_dataset_names_the_choices() -> None:
     with pytest.raises(DatasetError, match="cifar.*digits, mnist"):
         load_dataset("cifar", None, CPU)
-    assert DATASETS == ("digits", "mnist")
+    assert DATASETS == ("digits", "mnist", "fashion-mnist", "cifar10")
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.5])

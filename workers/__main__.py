@@ -15,7 +15,8 @@ from workers.settings import WorkerSettings
 
 logger = logging.getLogger("workers")
 
-DATASET_CHOICES = ("digits", "mnist")
+# workers.data.DATASETS, repeated so that --help does not import torch
+DATASET_CHOICES = ("digits", "mnist", "fashion-mnist", "cifar10")
 
 
 def build_parser() -> argparse.ArgumentParser:

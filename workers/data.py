@@ -9,9 +9,12 @@ Splits (all fixed by ``seed``, so every worker with the same seed scores on the 
 - ``digits``: scikit-learn's 8x8 digits (1797 images, shipped with scikit-learn). It has no test split:
   a stratified 20 % is the test set, and ``validation_fraction`` (default 0.25) of the rest is the
   validation set, i.e. 60 / 20 / 20 % train / validation / test.
-- ``mnist``: the IDX files. The 10,000 ``t10k`` images are the test set; ``validation_fraction`` (default
-  1/6, i.e. 10,000 images) of the 60,000 training images, drawn at random, is the validation set, the
-  other 50,000 are the training set.
+- ``mnist`` and ``fashion-mnist``: the IDX files (same format and file names; torchvision's layouts are
+  ``MNIST/raw`` and ``FashionMNIST/raw``). The 10,000 ``t10k`` images are the test set;
+  ``validation_fraction`` (default 1/6, i.e. 10,000 images) of the 60,000 training images, drawn at random,
+  is the validation set, the other 50,000 are the training set.
+- ``cifar10``: the python pickle batches (:mod:`workers.cifar`). ``test_batch`` is the test set;
+  ``validation_fraction`` (default 0.1, i.e. 5,000 images) of the 50,000 training images validates.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+# IDX datasets and their folder in torchvision's layout (DATA_DIR/FOLDER/raw).
+IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 # Fraction of the labelled training pool (everything but the test set) held out for validation.
-DEFAULT_VALIDATION_FRACTION = {"digits": 0.25, "mnist": 1 / 6}
+DEFAULT_VALIDATION_FRACTION = {"digits": 0.25, "mnist": 1 / 6, "fashion-mnist": 1 / 6, "cifar10": 0.1}
 DIGITS_TEST_FRACTION = 0.2
 
 MNIST_FILES = {
@@ -116,10 +121,11 @@ def load_dataset(
         raise DatasetError(f"train_limit must be at least 1, got {train_limit}")
     if name == "digits":
         splits = _digits_splits(validation_fraction, seed)
-        n_classes = 10
+    elif name == "cifar10":
+        splits = _cifar_splits(data_dir, validation_fraction, seed, download)
     else:
-        splits = _mnist_splits(data_dir, validation_fraction, seed, download)
-        n_classes = MNIST_CLASSES
+        splits = _mnist_splits(data_dir, validation_fraction, seed, download, name)
+    n_classes = 10  # every dataset here has ten classes
     data = _to_tensors(name, splits, n_classes, device, train_limit)
     logger.info(
         "%s: %d train, %d validation, %d test images of shape %s on %s",
@@ -173,10 +179,29 @@ def random_split_indices(count: int, validation_fraction: float, seed: int) -> t
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
 
 
-def _mnist_splits(data_dir: Path | None, validation_fraction: float, seed: int, download: bool) -> _RawSplits:
+def _cifar_splits(data_dir: Path | None, validation_fraction: float, seed: int, download: bool) -> _RawSplits:
+    from workers.cifar import load_cifar10
+
     if data_dir is None:
-        raise DatasetError("the mnist dataset needs a data directory (--data-dir) holding the IDX files")
-    paths = _mnist_paths(data_dir, download)
+        raise DatasetError("the cifar10 dataset needs a data directory (--data-dir) holding its batches")
+    train_images, train_labels, test_images, test_labels = load_cifar10(data_dir, download)
+    train, validation = random_split_indices(len(train_labels), validation_fraction, seed)
+    return _RawSplits(
+        train_images[train],
+        train_labels[train],
+        train_images[validation],
+        train_labels[validation],
+        test_images,
+        test_labels,
+    )
+
+
+def _mnist_splits(
+    data_dir: Path | None, validation_fraction: float, seed: int, download: bool, name: str = "mnist"
+) -> _RawSplits:
+    if data_dir is None:
+        raise DatasetError(f"the {name} dataset needs a data directory (--data-dir) holding the IDX files")
+    paths = _mnist_paths(data_dir, download, name)
     train_images = read_idx_images(paths["train_images"])
     train_labels = read_idx_labels(paths["train_labels"])
     test_images = read_idx_images(paths["test_images"])
@@ -194,20 +219,22 @@ def _mnist_splits(data_dir: Path | None, validation_fraction: float, seed: int, 
     )
 
 
-def mnist_candidates(data_dir: Path, file_name: str) -> list[Path]:
-    """Where an MNIST file may be, in order: torchvision's ``MNIST/raw`` layout, then ``data_dir`` itself."""
+def mnist_candidates(data_dir: Path, file_name: str, name: str = "mnist") -> list[Path]:
+    """Where an IDX file may be, in order: torchvision's ``MNIST/raw`` (``FashionMNIST/raw``) layout, then
+    ``data_dir`` itself."""
     candidates = []
-    for folder in (data_dir / "MNIST" / "raw", data_dir):
+    for folder in (data_dir / IDX_FOLDERS[name] / "raw", data_dir):
         candidates += [folder / file_name, folder / f"{file_name}.gz"]
     return candidates
 
 
-def _find_mnist_files(data_dir: Path) -> tuple[dict[str, Path], list[str]]:
+def _find_mnist_files(data_dir: Path, name: str) -> tuple[dict[str, Path], list[str]]:
     found: dict[str, Path] = {}
     missing: list[str] = []
     for key, file_name in MNIST_FILES.items():
         path = next(
-            (candidate for candidate in mnist_candidates(data_dir, file_name) if candidate.is_file()), None
+            (candidate for candidate in mnist_candidates(data_dir, file_name, name) if candidate.is_file()),
+            None,
         )
         if path is None:
             missing.append(file_name)
@@ -216,29 +243,42 @@ def _find_mnist_files(data_dir: Path) -> tuple[dict[str, Path], list[str]]:
     return found, missing
 
 
-def _mnist_paths(data_dir: Path, download: bool) -> dict[str, Path]:
-    found, missing = _find_mnist_files(data_dir)
+def _mnist_paths(data_dir: Path, download: bool, name: str = "mnist") -> dict[str, Path]:
+    found, missing = _find_mnist_files(data_dir, name)
     if missing and download:
-        download_mnist(data_dir)
-        found, missing = _find_mnist_files(data_dir)
+        if name == "mnist":
+            download_mnist(data_dir)
+        else:
+            download_fashion_mnist(data_dir)
+        found, missing = _find_mnist_files(data_dir, name)
     if missing:
-        looked = ", ".join(str(path) for path in mnist_candidates(data_dir, missing[0]))
+        looked = ", ".join(str(path) for path in mnist_candidates(data_dir, missing[0], name))
         hint = "" if download else " (pass download=True / --download to fetch it)"
-        raise DatasetError(f"MNIST file {missing[0]} not found; looked for {looked}{hint}")
+        label = "MNIST" if name == "mnist" else "Fashion-MNIST"
+        raise DatasetError(f"{label} file {missing[0]} not found; looked for {looked}{hint}")
     return found
 
 
 def download_mnist(data_dir: Path) -> None:
     """Fetch MNIST into ``data_dir/MNIST/raw`` with torchvision (needs the internet)."""
-    # Imported here: torchvision is only needed for this path, and its import takes a while.
-    from torchvision.datasets import MNIST
+    _download_with_torchvision("MNIST", data_dir)
 
-    logger.info("downloading MNIST into %s", data_dir / "MNIST" / "raw")
+
+def download_fashion_mnist(data_dir: Path) -> None:
+    """Fetch Fashion-MNIST into ``data_dir/FashionMNIST/raw`` with torchvision (needs the internet)."""
+    _download_with_torchvision("FashionMNIST", data_dir)
+
+
+def _download_with_torchvision(class_name: str, data_dir: Path) -> None:
+    # Imported here: torchvision is only needed for this path, and its import takes a while.
+    import torchvision.datasets
+
+    logger.info("downloading %s into %s", class_name, data_dir)
     try:
         for train in (True, False):
-            MNIST(root=str(data_dir), train=train, download=True)
+            getattr(torchvision.datasets, class_name)(root=str(data_dir), train=train, download=True)
     except (OSError, RuntimeError) as error:
-        raise DatasetError(f"cannot download MNIST into {data_dir}: {error}") from error
+        raise DatasetError(f"cannot download {class_name} into {data_dir}: {error}") from error
 
 
 def _read_bytes(path: Path) -> bytes:
