@@ -44,17 +44,6 @@ COLUMNS = (
     "worker",
     "model_based_pick",
 )
-INFO_COLUMNS = (
-    "validation_error",
-    "test_error",
-    "wall_seconds",
-    "train_seconds",
-    "samples_per_second",
-    "epochs_trained",
-    "parameter_count",
-    "device",
-    "worker",
-)
 
 
 def job_rows(runs: Mapping[str, RunData]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -67,7 +56,7 @@ def job_rows(runs: Mapping[str, RunData]) -> tuple[list[str], list[dict[str, Any
     rows = []
     for label, run in runs.items():
         for job in run.jobs:
-            row: dict[str, Any] = {name: job.info.get(name) for name in INFO_COLUMNS}
+            row: dict[str, Any] = {name: job.info.get(name) for name in COLUMNS}
             row.update(
                 run=label,
                 run_optimizer=run.optimizer,

@@ -156,7 +156,7 @@ class ServiceWorker(Worker):
         except Exception as error:  # any fault must still produce a result for the master
             self.logger.exception("job %s raised", config_id)
             result = EvaluationResult.failure(
-                f"{type(error).__name__}: {error}", status=JobStatus.ERROR, traceback=traceback.format_exc()
+                f"{type(error).__name__}: {error}", JobStatus.ERROR, {"traceback": traceback.format_exc()}
             )
         return to_builtins(result.to_wire())
 

@@ -38,8 +38,10 @@ class EvaluationResult:
     info: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def failure(cls, reason: str, status: JobStatus = JobStatus.FAILED, **info: Any) -> EvaluationResult:
-        return cls(loss=WORST_LOSS, status=status, reason=reason, info=info)
+    def failure(
+        cls, reason: str, status: JobStatus = JobStatus.FAILED, info: Mapping[str, Any] | None = None
+    ) -> EvaluationResult:
+        return cls(loss=WORST_LOSS, status=status, reason=reason, info=dict(info or {}))
 
     def to_wire(self) -> dict[str, Any]:
         """HpBandSter's result dict; a non-finite loss becomes the worst loss so BOHB's model stays sane."""

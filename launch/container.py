@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -21,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
+from launch.local import visible_gpus
 
 logger = logging.getLogger("launch.container")
 
@@ -144,19 +144,11 @@ def replica_index(address: str) -> int | None:
 
 
 def visible_gpu_count() -> int:
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True)
-    except (subprocess.SubprocessError, OSError):
-        return 0
-    return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
+    return len(visible_gpus())
 
 
-def gpu_for_replica(index: int | None, gpu_count: int) -> str | None:
+def gpu_for_replica(index: int | None, gpu_count: int) -> str:
     """Replica N (from 0) takes GPU N mod count: one GPU per worker, round-robin when there are more."""
-    if gpu_count < 1:
-        return None
     return str((index or 0) % gpu_count)
 
 
@@ -181,7 +173,7 @@ def worker_environment(environment: Mapping[str, str], address: str) -> dict[str
         return result
     gpu_count = visible_gpu_count()
     if gpu_count > 0:
-        result["CUDA_VISIBLE_DEVICES"] = str(gpu_for_replica(replica_index(address), gpu_count))
+        result["CUDA_VISIBLE_DEVICES"] = gpu_for_replica(replica_index(address), gpu_count)
     return result
 
 

@@ -24,11 +24,10 @@ from hpo_service.errors import SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.settings import MasterSettings, default_run_id
 from hpo_service.signals import interrupt_on_stop_signals
+from workers.settings import DATASETS
 
 logger = logging.getLogger("launch.local")
 
-# workers.data.DATASETS, repeated so that this module does not import torch
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 OPTIMIZERS = ("bohb", "hyperband", "randomsearch")
 # glibc otherwise returns torch's activation buffers to the OS every step (25-35 % slower on CPU).
 WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "536870912"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +128,9 @@ def wait_for(predicate, timeout: float, interval: float = 0.1) -> bool:  # type:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def result_lines(run_dir: Path) -> list[list[Any]]:
+    """The lines of ``results.json`` so far (none before the file exists)."""
+    path = run_dir / "results.json"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []

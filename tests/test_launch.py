@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import signal
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from hpbandster.core.result import logged_results_to_HBS_result
 
-from tests.conftest import ProcessRun, alive, child_pids, wait_for
+from tests.conftest import ProcessRun, alive, child_pids, result_lines, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,11 +21,6 @@ TINY = ["--min-budget", "1", "--max-budget", "3", "--eta", "3", "--train-limit",
 
 def launch_command(run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "launch.local", "--run-dir", str(run_dir), *extra]
-
-
-def result_lines(run_dir: Path) -> list[list[object]]:
-    path = run_dir / "results.json"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun, tmp_path: Path) -> None:

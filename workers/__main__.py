@@ -11,12 +11,11 @@ from pathlib import Path
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
-from workers.settings import WorkerSettings
+from workers.settings import DATASETS, WorkerSettings
 
 logger = logging.getLogger("workers")
 
-# workers.data.DATASETS, repeated so that --help does not import torch
-DATASET_CHOICES = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASET_CHOICES = DATASETS
 
 
 def build_parser() -> argparse.ArgumentParser:

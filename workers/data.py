@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from workers.settings import DATASETS
+
 logger = logging.getLogger(__name__)
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 # IDX datasets and their folder in torchvision's layout (DATA_DIR/FOLDER/raw).
 IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 

@@ -8,6 +8,9 @@ from pathlib import Path
 from hpo_service.errors import SettingsError
 from hpo_service.nameserver import NameserverAddress
 
+# Here, not in workers.data, so that the CLIs can offer them without importing torch.
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+
 
 @dataclass(frozen=True)
 class WorkerSettings:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from hpo_service.hpbandster_fixes import ServiceWorker
-from hpo_service.records import WORST_LOSS, EvaluationResult, JobStatus
+from hpo_service.records import EvaluationResult, JobStatus
 from workers.data import DatasetTensors
 from workers.models import ConfigurationError
 from workers.trainer import train
@@ -59,10 +59,10 @@ class TrainingWorker(ServiceWorker):
             )
         except ConfigurationError as error:
             # The configuration's own fault (cannot be built for this input, bad values): a failed result.
-            return EvaluationResult(WORST_LOSS, JobStatus.FAILED, f"invalid configuration: {error}", context)
+            return EvaluationResult.failure(f"invalid configuration: {error}", info=context)
         except torch.cuda.OutOfMemoryError as error:
             torch.cuda.empty_cache()
-            return EvaluationResult(WORST_LOSS, JobStatus.FAILED, f"CUDA out of memory: {error}", context)
+            return EvaluationResult.failure(f"CUDA out of memory: {error}", info=context)
         status = JobStatus.FAILED if outcome.diverged else JobStatus.OK
         logger.info(
             "job %s, %d epoch(s): validation error %.4f, test error %.4f, %.1f s, %.0f images/s%s",
