@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hpbandster.core.worker import Worker
 
 from hpo_service.hpbandster_fixes import ServiceWorker
 from hpo_service.logging_setup import configure_logging
@@ -54,14 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--sleep", type=float, default=0.01)
     parser.add_argument("--name", default="fake", help="recorded as info['worker']")
-    parser.add_argument("--stock-join", action="store_true", help="join as stock HpBandSter does (no fix 6)")
     args = parser.parse_args(argv)
     configure_logging(prefix="fake-worker ")
     configure_pyro()
     address = read_credentials(args.run_dir, timeout=60)
     wait_for_nameserver(address, timeout=30)
-    if args.stock_join:
-        FakeWorker._run = Worker._run  # type: ignore[method-assign]
     worker = FakeWorker(
         args.run_id,
         args.sleep,

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import Pyro4
 import pytest
 from hpbandster.core.dispatcher import Worker as PooledWorker
 from hpbandster.core.result import json_result_logger, logged_results_to_HBS_result
@@ -184,3 +185,49 @@ def test_workers_on_one_host_name_and_pid_get_their_own_names() -> None:
     first, second = ServiceWorker("r"), ServiceWorker("r")
     assert first.worker_id != second.worker_id
     assert first.worker_id.startswith(f"hpbandster.run_r.worker.{socket.gethostname()}.{os.getpid()}.")
+
+
+@Pyro4.expose
+class RecordingDispatcher:
+    """Stands in for the dispatcher: at each discovery request, notes whether the worker is registered."""
+
+    def __init__(self, nameserver: NameserverAddress, worker_prefix: str) -> None:
+        self.nameserver = nameserver
+        self.worker_prefix = worker_prefix
+        self.registered_at_trigger: list[bool] = []
+
+    def trigger_discover_worker(self) -> None:
+        with Pyro4.locateNS(self.nameserver.host, port=self.nameserver.port) as registry:
+            self.registered_at_trigger.append(bool(registry.list(prefix=self.worker_prefix)))
+
+
+class StockJoin(ServiceWorker):
+    _run = Worker._run
+
+
+@pytest.mark.parametrize("worker_class", [StockJoin, ServiceWorker], ids=["stock-join", "fixed-join"])
+def test_a_joining_worker_asks_for_discovery_once_it_is_registered(
+    nameserver: NameserverAddress, worker_class: type[ServiceWorker]
+) -> None:
+    # Upstream asks the dispatcher to discover workers before registering itself, so that discovery
+    # round cannot find it and the worker idles until the next ping interval.
+    daemon = Pyro4.Daemon(host="127.0.0.1")
+    threading.Thread(target=daemon.requestLoop, daemon=True).start()
+    worker = worker_class(
+        "join", nameserver=nameserver.host, nameserver_port=nameserver.port, host="127.0.0.1"
+    )
+    dispatcher = RecordingDispatcher(nameserver, worker.worker_id)
+    with Pyro4.locateNS(nameserver.host, port=nameserver.port) as registry:
+        registry.register("hpbandster.run_join.dispatcher", daemon.register(dispatcher))
+    worker.run(background=True)
+    try:
+        assert wait_for(lambda: len(dispatcher.registered_at_trigger) >= 1, timeout=10)
+        assert dispatcher.registered_at_trigger[0] is False  # the upstream order, kept by both
+        if worker_class is StockJoin:
+            time.sleep(1.0)
+            assert dispatcher.registered_at_trigger == [False]  # never asked again: the upstream failure
+        else:
+            assert wait_for(lambda: True in dispatcher.registered_at_trigger, timeout=10)
+    finally:
+        worker.shutdown()
+        daemon.shutdown()
