@@ -13,6 +13,7 @@ from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.settings import MasterSettings, default_run_id
+from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
 
@@ -51,9 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--space",
         default="default",
-        help=f"search space: {', '.join(SPACE_NAMES)} or a ConfigSpace JSON file",
+        help=f"search space: a preset ({', '.join(SPACE_NAMES)}), a YAML space file (docs/search-spaces.md) "
+        "or a ConfigSpace JSON file such as a run's configspace.json",
     )
-    parser.add_argument("--dataset", default=None, help="dataset the workers train on (recorded in run.json)")
+    parser.add_argument(
+        "--dataset",
+        choices=list(DATASET_SHAPES),
+        default="digits",
+        help="dataset the workers train on: its input shape decides which architectures the space excludes",
+    )
     parser.add_argument(
         "--nameserver",
         type=NameserverAddress.parse,

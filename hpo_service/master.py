@@ -142,7 +142,7 @@ def run_master(settings: MasterSettings) -> Result:
     random.seed(settings.seed)
     # BOHB's KDE sampling draws from numpy's global generator.
     np.random.seed(settings.seed)
-    space = load_space(settings.space, seed=settings.seed)
+    space = load_space(settings.space, seed=settings.seed, dataset=settings.dataset)
     write_space(space, run_dir / "configspace.json")
     description = RunDescription(
         run_id=settings.run_id,

@@ -9,7 +9,8 @@ from pathlib import Path
 from hpo_service.errors import SettingsError
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
-from hpo_service.space import SPACE_NAMES
+from hpo_service.shapes import DATASET_SHAPES
+from hpo_service.space import check_space_spec
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class MasterSettings:
     nameserver_port: int = 0
     ping_interval: int = 10
     shutdown_workers: bool = True
-    dataset: str | None = None
+    # The workers' dataset: its input shape decides which architectures the space forbids.
+    dataset: str = "digits"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -57,10 +59,11 @@ class MasterSettings:
             raise SettingsError(f"--nameserver-port must be in 0..65535, got {self.nameserver_port}")
         if not self.run_id or any(character in self.run_id for character in " /\\:"):
             raise SettingsError(f"--run-id {self.run_id!r}: use letters, digits, '-', '_' or '.'")
-        if self.space not in SPACE_NAMES and not Path(self.space).is_file():
+        if self.dataset not in DATASET_SHAPES:
             raise SettingsError(
-                f"--space {self.space!r}: neither a known space ({', '.join(SPACE_NAMES)}) nor a file"
+                f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}"
             )
+        check_space_spec(self.space, self.dataset)
 
 
 def default_run_id(optimizer: str) -> str:

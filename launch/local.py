@@ -24,6 +24,7 @@ from hpo_service.errors import SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.settings import MasterSettings, default_run_id
 from hpo_service.signals import interrupt_on_stop_signals
+from hpo_service.space import SPACE_NAMES
 from workers.settings import DATASETS
 
 logger = logging.getLogger("launch.local")
@@ -256,7 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--download", action="store_true", help="let workers download the dataset (needs internet)"
     )
-    parser.add_argument("--space", default="default", help="search space name or ConfigSpace JSON file")
+    parser.add_argument(
+        "--space",
+        default="default",
+        help=f"search space: a preset ({', '.join(SPACE_NAMES)}), a YAML file or a ConfigSpace JSON file",
+    )
     parser.add_argument(
         "--device", default="auto", help="auto (one GPU per worker if any, else CPU), cpu, cuda"
     )

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from hpo_service.errors import SettingsError
 from hpo_service.nameserver import NameserverAddress
+from hpo_service.shapes import DATASET_SHAPES
 
 # Here, not in workers.data, so that the CLIs can offer them without importing torch.
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = tuple(DATASET_SHAPES)
 
 
 @dataclass(frozen=True)
