@@ -62,3 +62,21 @@ def test_unknown_space_and_bad_file_are_clear_errors(tmp_path: Path) -> None:
 
 def test_space_is_a_configspace() -> None:
     assert isinstance(default_space(), CS.ConfigurationSpace)
+
+
+def test_bohb_forbidden_picks_are_one_debug_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from hpo_service.logging_setup import configure_logging
+
+    configure_logging(verbose=False)
+    logger = logging.getLogger("hpbandster")
+    logger.warning("=====\\nError converting configuration: ... ForbiddenValueError: vector violates ...")
+    logger.warning("a real warning")
+    configure_logging(verbose=True)
+    logger.warning("Sampling based optimization failed ... ForbiddenValueError ...")
+    err = capsys.readouterr().err
+    assert "Error converting" not in err and "a real warning" in err
+    assert "DEBUG hpbandster: BOHB's model picked a forbidden configuration; using a random one" in err
+    logging.getLogger().handlers[:] = []
+    logging.getLogger().setLevel(logging.WARNING)
