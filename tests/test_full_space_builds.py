@@ -12,6 +12,7 @@ import torch
 from hpo_service.space import build_space
 from hpo_service.wire import to_builtins
 from workers.models import build_model
+from workers.training_spec import TrainingSpec
 
 SAMPLES_PER_SHAPE = 1000
 N_CLASSES = 10
@@ -28,8 +29,11 @@ def test_a_thousand_full_configurations_build_and_backpropagate(input_shape: tup
     for config in configs:
         model = build_model(config, input_shape, N_CLASSES)
         model.train()
+        # The training knobs are valid too: the optimizer builds and takes a step.
+        optimizer = TrainingSpec.from_config(config).make_optimizer(model.parameters())
         logits = model(inputs)
         logits.sum().backward()
+        optimizer.step()
         assert logits.shape == (2, N_CLASSES)
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad), config
         depths.add((config["conv_layers"], config["linear_layers"]))

@@ -35,6 +35,7 @@ INFO_KEYS = {
     "samples_per_second",
     "parameter_count",
     "device",
+    "final_learning_rate",
     "diverged",
     "reason",
 }
@@ -143,6 +144,7 @@ def test_other_optimizers_and_architectures_train(digits: DatasetTensors, config
 
 def test_training_config_defaults_and_adam_ignores_momentum() -> None:
     assert TrainingSpec.from_config({}) == TrainingSpec(0.01, 64, "sgd", 0.0)
+    assert TrainingSpec.from_config({"optimizer": "sgd", "momentum": 0.9}).momentum == 0.9
     spec = TrainingSpec.from_config({"optimizer": "adam", "learning_rate": 0.001})
     assert isinstance(spec.make_optimizer(iter([torch.nn.Parameter(torch.zeros(1))])), torch.optim.Adam)
 
@@ -150,7 +152,7 @@ def test_training_config_defaults_and_adam_ignores_momentum() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"learning_rate": "fast"}, "learning_rate"),
         ({"batch_size": 0}, "batch_size"),

@@ -2,8 +2,9 @@
 
 The hot path follows the measured facts for CPUs (docs in ``shared/docs/perf-facts.md``): the data is
 already on the device as tensors, batches are drawn by indexing with a seeded permutation (no DataLoader,
-no per-image Python), conv models run channels-last, evaluation uses large batches under
-``torch.inference_mode``.
+no per-image Python), conv models run channels-last, augmentation is batched tensor work on the device
+(:mod:`workers.augmentation`), evaluation uses large batches under ``torch.inference_mode``. The learning
+rate follows :mod:`workers.schedules`, set before every step from a global step counter.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,68 +20,32 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from workers.augmentation import Augmenter, augmenter
 from workers.data import DatasetTensors
 from workers.device import device_description
-from workers.models import (
-    ConfigurationError,
-    build_model,
-    parameter_count,
-    read_float,
-    read_int,
-    uses_convolutions,
-)
+from workers.models import build_model, parameter_count, uses_convolutions
+from workers.training_spec import OPTIMIZERS, TrainingConfigError, TrainingSpec
+
+__all__ = [
+    "OPTIMIZERS",
+    "TrainingConfigError",
+    "TrainingOutcome",
+    "TrainingSpec",
+    "evaluate",
+    "steps_per_epoch",
+    "train",
+    "train_epoch",
+]
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam")
+# Added to the seed for the augmentation's generator, so that its draws do not mirror the batch order's.
+AUGMENTATION_SEED_OFFSET = 1_000_003
 EVALUATION_BATCH_SIZE = 2048
 # Batches between checks for a non-finite training loss: each check waits for the device (a sync on CUDA).
 DIVERGENCE_CHECK_INTERVAL = 32
 # The error reported where a diverged run has no measured one: the worst possible.
 WORST_ERROR = 1.0
-
-
-class TrainingConfigError(ConfigurationError):
-    """The training hyperparameters of a configuration are invalid (e.g. an unknown optimizer)."""
-
-
-@dataclass(frozen=True)
-class TrainingSpec:
-    """The training hyperparameters of one configuration, validated."""
-
-    learning_rate: float = 0.01
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    # SGD only; a configuration with optimizer "adam" has no momentum key.
-    momentum: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.learning_rate <= 0:
-            raise TrainingConfigError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.batch_size < 1:
-            raise TrainingConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
-            raise TrainingConfigError(
-                f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
-            )
-        if not 0.0 <= self.momentum < 1.0:
-            raise TrainingConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TrainingSpec:
-        """The spec of a configuration; absent keys take the defaults, keys it does not know are ignored."""
-        defaults = cls()
-        return cls(
-            learning_rate=read_float(config, "learning_rate", defaults.learning_rate, TrainingConfigError),
-            batch_size=read_int(config, "batch_size", defaults.batch_size, TrainingConfigError),
-            optimizer=str(config.get("optimizer", defaults.optimizer)).lower(),
-            momentum=read_float(config, "momentum", defaults.momentum, TrainingConfigError),
-        )
-
-    def make_optimizer(self, parameters: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
-        if self.optimizer == "adam":
-            return torch.optim.Adam(parameters, lr=self.learning_rate)
-        return torch.optim.SGD(parameters, lr=self.learning_rate, momentum=self.momentum)
 
 
 @dataclass(frozen=True)
@@ -89,6 +54,7 @@ class TrainingOutcome:
 
     Per-epoch tuples hold one entry per completed epoch (``epochs_trained``). A diverged run has
     ``diverged`` set, ``reason`` saying where, errors of 1.0 and losses of ``None`` where it measured none.
+    ``final_learning_rate`` is the schedule's rate after the last step: where a continued run would start.
     """
 
     validation_error: float
@@ -104,6 +70,7 @@ class TrainingOutcome:
     samples_per_second: float
     parameter_count: int
     device: str
+    final_learning_rate: float
     diverged: bool = False
     reason: str | None = None
 
@@ -123,9 +90,27 @@ class _History:
     validation_loss: list[float] = field(default_factory=list)
     validation_error: list[float] = field(default_factory=list)
     samples: int = 0
+    # Optimizer steps taken so far: the learning-rate schedule's position.
+    steps: int = 0
     train_seconds: float = 0.0
     # What went non-finite and when; None while the run is healthy.
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How every epoch of one run trains: batches, schedule, augmentation."""
+
+    spec: TrainingSpec
+    memory_format: torch.memory_format
+    # Batch order: drawn on the CPU, so that it is the same on every device.
+    generator: torch.Generator
+    augment: Augmenter | None
+    steps_per_epoch: int
+    horizon_epochs: int
+
+    def learning_rate(self, step: int) -> float:
+        return self.spec.learning_rate_at(step, self.steps_per_epoch, self.horizon_epochs)
 
 
 def train(
@@ -136,31 +121,44 @@ def train(
     *,
     seed: int = 0,
     device_name: str | None = None,
+    schedule_epochs: int | None = None,
 ) -> TrainingOutcome:
     """Train ``config``'s model on ``data`` for ``epochs`` epochs, then score it on the test set.
 
-    ``seed`` fixes the weights' initialisation, dropout and the batch order: the same configuration and
-    seed give the same outcome on CPU. ``device_name`` is what the outcome reports as its device.
+    ``seed`` fixes the weights' initialisation, dropout, the batch order and the augmentation: the same
+    configuration and seed give the same outcome on CPU. ``device_name`` is what the outcome reports as its
+    device. ``schedule_epochs`` (default ``epochs``, never fewer) is the learning-rate schedule's horizon: a
+    run of 2 of 4 planned epochs ends with the rate a 4-epoch run has after its second epoch.
     Raises :class:`~workers.models.ModelBuildError` or :class:`TrainingConfigError` for an invalid
     configuration; a non-finite loss is not an error but a ``diverged`` outcome.
     """
     history = _History(started=time.perf_counter())
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    horizon = epochs if schedule_epochs is None else schedule_epochs
+    if horizon < epochs:
+        raise ValueError(f"schedule_epochs must be at least epochs ({epochs}), got {schedule_epochs}")
     _check_data_device(data, device)
     spec = TrainingSpec.from_config(config)
     torch.manual_seed(seed)
     model = build_model(config, data.input_shape, data.n_classes).to(device)
+    _check_batch_norm(model, spec)
     memory_format = _model_memory_format(model)
     model = model.to(memory_format=memory_format)
     optimizer = spec.make_optimizer(model.parameters())
-    # Its own generator, so that the batch order depends on the seed only, not on what ran before.
-    generator = torch.Generator().manual_seed(seed)
+    # Own generators, so that batch order and augmentation depend on the seed only, not on what ran before.
+    # The augmentation's lives on the device: its draws need no copy to the device per batch.
+    augment_generator = torch.Generator(device=device).manual_seed(seed + AUGMENTATION_SEED_OFFSET)
+    plan = _Plan(
+        spec=spec,
+        memory_format=memory_format,
+        generator=torch.Generator().manual_seed(seed),
+        augment=augmenter(spec.augmentation, augment_generator),
+        steps_per_epoch=steps_per_epoch(len(data.train_y), spec.batch_size),
+        horizon_epochs=horizon,
+    )
     for epoch in range(1, epochs + 1):
-        reason = _run_epoch(
-            model, optimizer, data, history, batch_size=spec.batch_size, generator=generator,
-            memory_format=memory_format,
-        )  # fmt: skip
+        reason = _run_epoch(model, optimizer, data, history, plan)
         if reason is not None:
             history.reason = f"{reason} at epoch {epoch}"
             logger.info("diverged: %s", history.reason)
@@ -169,14 +167,17 @@ def train(
             "epoch %d: train loss %.4f, validation loss %.4f, validation error %.4f",
             epoch, history.train_loss[-1], history.validation_loss[-1], history.validation_error[-1],
         )  # fmt: skip
-    return _outcome(model, data, history, device_name or _describe(device))
+    final_rate = plan.learning_rate(history.steps)
+    return _outcome(model, data, history, device_name or _describe(device), final_rate)
 
 
 def _describe(device: torch.device) -> str:
     return device_description(device, torch.get_num_threads())
 
 
-def _outcome(model: nn.Module, data: DatasetTensors, history: _History, device: str) -> TrainingOutcome:
+def _outcome(
+    model: nn.Module, data: DatasetTensors, history: _History, device: str, final_learning_rate: float
+) -> TrainingOutcome:
     """Score the test set (unless the run diverged) and gather everything measured into the outcome."""
     diverged = history.reason is not None
     test_loss, test_error = (None, WORST_ERROR) if diverged else evaluate(model, data.test_x, data.test_y)
@@ -194,6 +195,7 @@ def _outcome(model: nn.Module, data: DatasetTensors, history: _History, device: 
         samples_per_second=history.samples / history.train_seconds if history.train_seconds > 0 else 0.0,
         parameter_count=parameter_count(model),
         device=device,
+        final_learning_rate=final_learning_rate,
         diverged=diverged,
         reason=history.reason,
     )
@@ -204,27 +206,28 @@ def _check_data_device(data: DatasetTensors, device: torch.device) -> None:
         raise ValueError(f"the data is on {data.device} but training was asked for on {device}")
 
 
+def _check_batch_norm(model: nn.Module, spec: TrainingSpec) -> None:
+    # Batch norm in training mode needs two or more values per channel; one image per batch has one.
+    if spec.batch_size == 1 and any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in model.modules()):
+        raise TrainingConfigError("batch_size must be at least 2 with batch_norm, got 1")
+
+
 def _run_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data: DatasetTensors,
-    history: _History,
-    *,
-    batch_size: int,
-    generator: torch.Generator,
-    memory_format: torch.memory_format,
+    model: nn.Module, optimizer: torch.optim.Optimizer, data: DatasetTensors, history: _History, plan: _Plan
 ) -> str | None:
     """Train one epoch and score it on the validation set; ``history`` gets the results.
 
     Returns ``None``, or what went non-finite; then ``history`` gets no entry for this epoch.
     """
     started = time.perf_counter()
-    train_loss, samples = train_epoch(
+    train_loss, samples, steps = train_epoch(
         model, optimizer, data.train_x, data.train_y,
-        batch_size=batch_size, generator=generator, memory_format=memory_format,
+        batch_size=plan.spec.batch_size, generator=plan.generator, memory_format=plan.memory_format,
+        learning_rate=plan.learning_rate, first_step=history.steps, augment=plan.augment,
     )  # fmt: skip
     history.train_seconds += time.perf_counter() - started
     history.samples += samples
+    history.steps += steps
     if not math.isfinite(train_loss):
         return "non-finite training loss"
     validation_loss, validation_error = evaluate(model, data.validation_x, data.validation_y)
@@ -236,6 +239,16 @@ def _run_epoch(
     return None
 
 
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    """Batches (optimizer steps) of one epoch over ``count`` images.
+
+    A final batch of exactly one image is dropped unless it is the only batch: batch norm cannot train on
+    one image (a single value per channel has no variance), and one image in thousands is no loss.
+    """
+    full, rest = divmod(count, batch_size)
+    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -245,10 +258,15 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     memory_format: torch.memory_format = torch.contiguous_format,
-) -> tuple[float, int]:
-    """One pass over ``inputs`` in a random order: (mean loss over the batches, images processed).
+    learning_rate: Callable[[int], float] | None = None,
+    first_step: int = 0,
+    augment: Augmenter | None = None,
+) -> tuple[float, int, int]:
+    """One pass over ``inputs`` in a random order: (mean loss over the batches, images, steps).
 
-    Stops early, returning a non-finite mean, as soon as a periodic check finds a non-finite loss.
+    ``learning_rate(step)``, where given, sets the rate of global step ``first_step + i`` before the
+    epoch's ``i``-th step; ``augment`` transforms each training batch. Stops early, returning a non-finite
+    mean, as soon as a periodic check finds a non-finite loss.
     """
     model.train()
     count = len(targets)
@@ -257,9 +275,16 @@ def train_epoch(
     # Summed on the device: reading each batch's loss would wait for the device every step.
     loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
     batches = samples = 0
-    for start in range(0, count, batch_size):
-        index = order[start : start + batch_size]
-        batch = inputs.index_select(0, index).contiguous(memory_format=memory_format)
+    for step in range(steps_per_epoch(count, batch_size)):
+        index = order[step * batch_size : (step + 1) * batch_size]
+        batch = inputs.index_select(0, index)
+        if augment is not None:
+            batch = augment(batch)
+        batch = batch.contiguous(memory_format=memory_format)
+        if learning_rate is not None:
+            rate = learning_rate(first_step + step)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         optimizer.zero_grad(set_to_none=True)
         loss = functional.cross_entropy(model(batch), targets.index_select(0, index))
         loss.backward()
@@ -270,7 +295,7 @@ def train_epoch(
         if batches % DIVERGENCE_CHECK_INTERVAL == 0 and not torch.isfinite(loss_sum).item():
             break
     _synchronize(inputs.device)
-    return loss_sum.item() / batches, samples
+    return loss_sum.item() / batches, samples, batches
 
 
 def evaluate(
