@@ -41,7 +41,9 @@ PUBLISHED_TEST_ERROR = 0.0098
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=None, help="JSON object overriding keys of the published config")
     parser.add_argument("--epochs", type=int, default=PUBLISHED_EPOCHS)
     parser.add_argument("--dataset", default="mnist")

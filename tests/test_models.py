@@ -119,11 +119,37 @@ def test_blocks_are_in_the_documented_order() -> None:
     model = build_model(config, (1, 8, 8), N_CLASSES)
 
     assert [type(module) for module in model] == [
-        *(nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d),
+        *(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU),
         nn.Flatten,
         *(nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout) * 2,
         nn.Linear,
     ]
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_max_pooling_before_the_activation_is_the_same_function(activation: str) -> None:
+    config = {**SMALL, "conv_layers": 2, "activation": activation, "batch_norm": activation == "tanh"}
+    model = build_model(config, (1, 8, 8), N_CLASSES)
+    # The textbook order: each max pool moved back behind the activation that follows it.
+    layers = list(model)
+    for index, layer in enumerate(layers[:-1]):
+        if isinstance(layer, nn.MaxPool2d) and isinstance(layers[index + 1], ACTIVATION_TYPES):
+            layers[index], layers[index + 1] = layers[index + 1], layer
+    textbook = nn.Sequential(*layers)
+    inputs = torch.randn(6, 1, 8, 8, requires_grad=True)
+
+    outputs = [network(inputs) for network in (model, textbook)]
+    gradients = [torch.autograd.grad(output.square().sum(), inputs)[0] for output in outputs]
+
+    torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(gradients[0], gradients[1])
+    if activation != "linear":
+        assert [type(module) for module in model] != [type(module) for module in textbook]
+
+
+def test_average_pooling_stays_after_the_activation() -> None:
+    model = build_model({**SMALL, "conv_layers": 1, "pooling": "avg"}, (1, 8, 8), N_CLASSES)
+    assert [type(module) for module in model][:3] == [nn.Conv2d, nn.ReLU, nn.AvgPool2d]
 
 
 def test_three_same_padded_layers_fit_8x8_digits() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
-from workers.settings import DATASETS, WorkerSettings
+from workers.settings import DATASETS, PRECISIONS, WorkerSettings
 
 logger = logging.getLogger("workers")
 
@@ -58,6 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=float, default=60.0, help="seconds to wait for the nameserver"
     )
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="forward-pass precision: auto = bf16 on GPUs that have it (else fp16 with gradient scaling) and "
+        "on CPUs with native bf16 (else fp32)",
+    )
+    parser.add_argument(
+        "--no-continuation",
+        dest="continuation",
+        action="store_false",
+        help="train every job from scratch instead of resuming promoted configurations from checkpoints",
+    )
+    parser.add_argument(
+        "--max-budget",
+        type=float,
+        default=None,
+        help="the run's largest budget (schedule horizon); default: read from the run dir's run.json",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser  # fmt: skip
 
@@ -77,6 +96,9 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
         host=args.host,
         connect_timeout=args.connect_timeout,
         train_limit=args.train_limit,
+        precision=args.precision,
+        continuation=args.continuation,
+        max_budget=args.max_budget,
     )
 
 

@@ -10,6 +10,7 @@ import Pyro4.errors
 
 from hpo_service.nameserver import read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
+from workers.continuation import ContinuationSource
 from workers.data import load_dataset
 from workers.device import (
     configure_device,
@@ -18,6 +19,7 @@ from workers.device import (
     select_device,
     threads_per_worker,
 )
+from workers.precision import resolve_precision
 from workers.settings import WorkerSettings
 from workers.worker import TrainingWorker
 
@@ -34,6 +36,7 @@ def run_worker(settings: WorkerSettings) -> int:
     threads = settings.threads or threads_per_worker(settings.workers_on_host)
     configure_threads(threads)
     configure_device(device)
+    precision = resolve_precision(settings.precision, device)
     name = device_description(device, threads)
     data = load_dataset(
         # The validation split uses a fixed seed so every worker and every run sees the same split.
@@ -51,13 +54,18 @@ def run_worker(settings: WorkerSettings) -> int:
         device=device,
         device_name=name,
         seed=settings.seed,
+        precision=precision.name,
+        continuation=ContinuationSource(
+            settings.run_dir, enabled=settings.continuation, max_budget=settings.max_budget
+        ),
         nameserver=address.host,
         nameserver_port=address.port,
         host=settings.host,
     )
     logger.info(
-        "ready in %.1f s: %s on %s, %d training images, run %s, nameserver %s",
-        time.monotonic() - started, data.name, name, len(data.train_y), settings.run_id, address,
+        "ready in %.1f s: %s on %s (%s), %d training images, run %s, nameserver %s",
+        time.monotonic() - started, data.name, name, precision.name, len(data.train_y), settings.run_id,
+        address,
     )  # fmt: skip
     try:
         worker.run(background=False)

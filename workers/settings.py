@@ -9,8 +9,9 @@ from hpo_service.errors import SettingsError
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.shapes import DATASET_SHAPES
 
-# Here, not in workers.data, so that the CLIs can offer them without importing torch.
+# Here, not in workers.data / workers.precision, so that the CLIs can offer them without importing torch.
 DATASETS = tuple(DATASET_SHAPES)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class WorkerSettings:
     host: str = "127.0.0.1"
     connect_timeout: float = 60.0
     train_limit: int | None = None
+    # Forward-pass precision (workers.precision): auto = bf16 on CUDA and on CPUs with native bf16.
+    precision: str = "auto"
+    # Resume promoted configurations from their checkpoint in the run dir (workers.continuation).
+    continuation: bool = True
+    # The run's largest budget (epochs), the schedule horizon; None: read from RUN_DIR/run.json.
+    max_budget: float | None = None
 
     def __post_init__(self) -> None:
         if self.nameserver is None and self.run_dir is None:
@@ -46,3 +53,7 @@ class WorkerSettings:
             raise SettingsError(f"--data-dir {self.data_dir} is not a directory")
         if self.train_limit is not None and self.train_limit < 1:
             raise SettingsError(f"--train-limit must be at least 1, got {self.train_limit}")
+        if self.precision not in PRECISIONS:
+            raise SettingsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.max_budget is not None and not self.max_budget > 0:
+            raise SettingsError(f"--max-budget must be positive, got {self.max_budget:g}")

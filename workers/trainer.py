@@ -3,17 +3,21 @@
 The hot path follows the measured facts for CPUs (docs in ``shared/docs/perf-facts.md``): the data is
 already on the device as tensors, batches are drawn by indexing with a seeded permutation (no DataLoader,
 no per-image Python), conv models run channels-last, augmentation is batched tensor work on the device
-(:mod:`workers.augmentation`), evaluation uses large batches under ``torch.inference_mode``. The learning
-rate follows :mod:`workers.schedules`, set before every step from a global step counter.
+(:mod:`workers.augmentation`), the forward pass runs in the precision of :mod:`workers.precision` (bf16
+autocast on CPUs with native bfloat16 by default), evaluation uses large batches under
+``torch.inference_mode``. The learning rate follows :mod:`workers.schedules`, set before every step from a
+global step counter; with the state of :mod:`workers.checkpoints` a run continues exactly where an earlier
+one stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,9 +25,18 @@ from torch import nn
 from torch.nn import functional
 
 from workers.augmentation import Augmenter, augmenter
+from workers.checkpoints import (
+    CheckpointError,
+    TrainingState,
+    capture_objects,
+    restore_objects,
+    run_identity,
+)
 from workers.data import DatasetTensors
 from workers.device import device_description
 from workers.models import build_model, parameter_count, uses_convolutions
+from workers.outcome import WORST_ERROR, History, TrainingOutcome
+from workers.precision import Precision, resolve_precision
 from workers.training_spec import OPTIMIZERS, TrainingConfigError, TrainingSpec
 
 __all__ = [
@@ -35,6 +48,7 @@ __all__ = [
     "steps_per_epoch",
     "train",
     "train_epoch",
+    "train_with_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,57 +58,6 @@ AUGMENTATION_SEED_OFFSET = 1_000_003
 EVALUATION_BATCH_SIZE = 2048
 # Batches between checks for a non-finite training loss: each check waits for the device (a sync on CUDA).
 DIVERGENCE_CHECK_INTERVAL = 32
-# The error reported where a diverged run has no measured one: the worst possible.
-WORST_ERROR = 1.0
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    """What one training run measured; :meth:`to_info` gives the trainer's part of a result's ``info``.
-
-    Per-epoch tuples hold one entry per completed epoch (``epochs_trained``). A diverged run has
-    ``diverged`` set, ``reason`` saying where, errors of 1.0 and losses of ``None`` where it measured none.
-    ``final_learning_rate`` is the schedule's rate after the last step: where a continued run would start.
-    """
-
-    validation_error: float
-    validation_loss: float | None
-    test_error: float
-    test_loss: float | None
-    validation_error_per_epoch: tuple[float, ...]
-    validation_loss_per_epoch: tuple[float, ...]
-    train_loss_per_epoch: tuple[float, ...]
-    epochs_trained: int
-    wall_seconds: float
-    train_seconds: float
-    samples_per_second: float
-    parameter_count: int
-    device: str
-    final_learning_rate: float
-    diverged: bool = False
-    reason: str | None = None
-
-    def to_info(self) -> dict[str, Any]:
-        """The fields as builtins (floats, ints, lists, str, bool, None), ready for the wire and JSON."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()
-        }
-
-
-@dataclass
-class _History:
-    """Per-epoch measurements, appended as the epochs complete, and how the run ended."""
-
-    started: float
-    train_loss: list[float] = field(default_factory=list)
-    validation_loss: list[float] = field(default_factory=list)
-    validation_error: list[float] = field(default_factory=list)
-    samples: int = 0
-    # Optimizer steps taken so far: the learning-rate schedule's position.
-    steps: int = 0
-    train_seconds: float = 0.0
-    # What went non-finite and when; None while the run is healthy.
-    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +71,8 @@ class _Plan:
     augment: Augmenter | None
     steps_per_epoch: int
     horizon_epochs: int
+    precision: Precision
+    grad_scaler: torch.amp.GradScaler | None
 
     def learning_rate(self, step: int) -> float:
         return self.spec.learning_rate_at(step, self.steps_per_epoch, self.horizon_epochs)
@@ -122,42 +87,63 @@ def train(
     seed: int = 0,
     device_name: str | None = None,
     schedule_epochs: int | None = None,
+    precision: str = "auto",
+    resume: TrainingState | None = None,
 ) -> TrainingOutcome:
     """Train ``config``'s model on ``data`` for ``epochs`` epochs, then score it on the test set.
 
     ``seed`` fixes the weights' initialisation, dropout, the batch order and the augmentation: the same
     configuration and seed give the same outcome on CPU. ``device_name`` is what the outcome reports as its
     device. ``schedule_epochs`` (default ``epochs``, never fewer) is the learning-rate schedule's horizon: a
-    run of 2 of 4 planned epochs ends with the rate a 4-epoch run has after its second epoch.
+    run of 2 of 4 planned epochs ends with the rate a 4-epoch run has after its second epoch. ``precision``
+    is one of :data:`workers.precision.PRECISIONS`. ``resume`` is the state of an earlier run of the same
+    configuration, seed, precision and horizon, after fewer epochs: this run trains only the rest, and ends
+    exactly where an uninterrupted run of ``epochs`` epochs ends (on CPU).
     Raises :class:`~workers.models.ModelBuildError` or :class:`TrainingConfigError` for an invalid
-    configuration; a non-finite loss is not an error but a ``diverged`` outcome.
+    configuration and :class:`~workers.checkpoints.CheckpointError` for a state this run cannot continue
+    (before any training); a non-finite loss is not an error but a ``diverged`` outcome.
     """
-    history = _History(started=time.perf_counter())
+    outcome, _ = train_with_state(
+        config, epochs, device, data, seed=seed, device_name=device_name, schedule_epochs=schedule_epochs,
+        precision=precision, resume=resume,
+    )  # fmt: skip
+    return outcome
+
+
+def train_with_state(
+    config: Mapping[str, Any],
+    epochs: int,
+    device: torch.device,
+    data: DatasetTensors,
+    *,
+    seed: int = 0,
+    device_name: str | None = None,
+    schedule_epochs: int | None = None,
+    precision: str = "auto",
+    resume: TrainingState | None = None,
+) -> tuple[TrainingOutcome, TrainingState | None]:
+    """:func:`train`, also returning the final state to continue from (None when the run diverged)."""
+    history = History()
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     horizon = epochs if schedule_epochs is None else schedule_epochs
     if horizon < epochs:
         raise ValueError(f"schedule_epochs must be at least epochs ({epochs}), got {schedule_epochs}")
     _check_data_device(data, device)
-    spec = TrainingSpec.from_config(config)
-    torch.manual_seed(seed)
-    model = build_model(config, data.input_shape, data.n_classes).to(device)
-    _check_batch_norm(model, spec)
-    memory_format = _model_memory_format(model)
-    model = model.to(memory_format=memory_format)
-    optimizer = spec.make_optimizer(model.parameters())
-    # Own generators, so that batch order and augmentation depend on the seed only, not on what ran before.
-    # The augmentation's lives on the device: its draws need no copy to the device per batch.
-    augment_generator = torch.Generator(device=device).manual_seed(seed + AUGMENTATION_SEED_OFFSET)
-    plan = _Plan(
-        spec=spec,
-        memory_format=memory_format,
-        generator=torch.Generator().manual_seed(seed),
-        augment=augmenter(spec.augmentation, augment_generator),
-        steps_per_epoch=steps_per_epoch(len(data.train_y), spec.batch_size),
-        horizon_epochs=horizon,
+    resolved = resolve_precision(precision, device)
+    model, optimizer, plan, generators = _prepare(
+        config, data, device, seed=seed, precision=resolved, horizon=horizon
     )
-    for epoch in range(1, epochs + 1):
+    run = run_identity(config, seed, resolved.name, horizon)
+    if resume is not None:
+        reason = resume.mismatch(run) or (
+            None if resume.epochs < epochs else f"it holds {resume.epochs} epochs"
+        )
+        if reason is not None:
+            raise CheckpointError(f"cannot continue this state: {reason}")
+        restore_objects(resume, model, optimizer, plan.grad_scaler, generators)
+        history.continue_from(resume)
+    for epoch in range(history.resumed_epochs + 1, epochs + 1):
         reason = _run_epoch(model, optimizer, data, history, plan)
         if reason is not None:
             history.reason = f"{reason} at epoch {epoch}"
@@ -167,38 +153,59 @@ def train(
             "epoch %d: train loss %.4f, validation loss %.4f, validation error %.4f",
             epoch, history.train_loss[-1], history.validation_loss[-1], history.validation_error[-1],
         )  # fmt: skip
-    final_rate = plan.learning_rate(history.steps)
-    return _outcome(model, data, history, device_name or _describe(device), final_rate)
+    state = None
+    if not history.diverged:
+        state = history.state(run, capture_objects(model, optimizer, plan.grad_scaler, generators))
+    test = (
+        (None, WORST_ERROR)
+        if history.diverged
+        else evaluate(model, data.test_x, data.test_y, precision=resolved)
+    )
+    outcome = history.outcome(
+        test, parameter_count=parameter_count(model), device=device_name or _describe(device),
+        final_learning_rate=plan.learning_rate(history.steps), precision=resolved.name,
+    )  # fmt: skip
+    return outcome, state
+
+
+def _prepare(
+    config: Mapping[str, Any],
+    data: DatasetTensors,
+    device: torch.device,
+    *,
+    seed: int,
+    precision: Precision,
+    horizon: int,
+) -> tuple[nn.Module, torch.optim.Optimizer, _Plan, dict[str, torch.Generator]]:
+    """The model (seeded), its optimizer, the run's plan and its generators, before the first epoch."""
+    spec = TrainingSpec.from_config(config)
+    torch.manual_seed(seed)
+    model = build_model(config, data.input_shape, data.n_classes).to(device)
+    _check_batch_norm(model, spec)
+    memory_format = _model_memory_format(model)
+    model = model.to(memory_format=memory_format)
+    optimizer = spec.make_optimizer(model.parameters())
+    # Own generators, so that batch order and augmentation depend on the seed only, not on what ran before.
+    # The augmentation's lives on the device: its draws need no copy to the device per batch.
+    generators = {
+        "batch_order": torch.Generator().manual_seed(seed),
+        "augmentation": torch.Generator(device=device).manual_seed(seed + AUGMENTATION_SEED_OFFSET),
+    }
+    plan = _Plan(
+        spec=spec,
+        memory_format=memory_format,
+        generator=generators["batch_order"],
+        augment=augmenter(spec.augmentation, generators["augmentation"]),
+        steps_per_epoch=steps_per_epoch(len(data.train_y), spec.batch_size),
+        horizon_epochs=horizon,
+        precision=precision,
+        grad_scaler=precision.grad_scaler(),
+    )
+    return model, optimizer, plan, generators
 
 
 def _describe(device: torch.device) -> str:
     return device_description(device, torch.get_num_threads())
-
-
-def _outcome(
-    model: nn.Module, data: DatasetTensors, history: _History, device: str, final_learning_rate: float
-) -> TrainingOutcome:
-    """Score the test set (unless the run diverged) and gather everything measured into the outcome."""
-    diverged = history.reason is not None
-    test_loss, test_error = (None, WORST_ERROR) if diverged else evaluate(model, data.test_x, data.test_y)
-    return TrainingOutcome(
-        validation_error=WORST_ERROR if diverged else history.validation_error[-1],
-        validation_loss=None if diverged else history.validation_loss[-1],
-        test_error=test_error,
-        test_loss=test_loss,
-        validation_error_per_epoch=tuple(history.validation_error),
-        validation_loss_per_epoch=tuple(history.validation_loss),
-        train_loss_per_epoch=tuple(history.train_loss),
-        epochs_trained=len(history.train_loss),
-        wall_seconds=time.perf_counter() - history.started,
-        train_seconds=history.train_seconds,
-        samples_per_second=history.samples / history.train_seconds if history.train_seconds > 0 else 0.0,
-        parameter_count=parameter_count(model),
-        device=device,
-        final_learning_rate=final_learning_rate,
-        diverged=diverged,
-        reason=history.reason,
-    )
 
 
 def _check_data_device(data: DatasetTensors, device: torch.device) -> None:
@@ -213,7 +220,7 @@ def _check_batch_norm(model: nn.Module, spec: TrainingSpec) -> None:
 
 
 def _run_epoch(
-    model: nn.Module, optimizer: torch.optim.Optimizer, data: DatasetTensors, history: _History, plan: _Plan
+    model: nn.Module, optimizer: torch.optim.Optimizer, data: DatasetTensors, history: History, plan: _Plan
 ) -> str | None:
     """Train one epoch and score it on the validation set; ``history`` gets the results.
 
@@ -224,13 +231,16 @@ def _run_epoch(
         model, optimizer, data.train_x, data.train_y,
         batch_size=plan.spec.batch_size, generator=plan.generator, memory_format=plan.memory_format,
         learning_rate=plan.learning_rate, first_step=history.steps, augment=plan.augment,
+        precision=plan.precision, grad_scaler=plan.grad_scaler,
     )  # fmt: skip
     history.train_seconds += time.perf_counter() - started
     history.samples += samples
     history.steps += steps
     if not math.isfinite(train_loss):
         return "non-finite training loss"
-    validation_loss, validation_error = evaluate(model, data.validation_x, data.validation_y)
+    validation_loss, validation_error = evaluate(
+        model, data.validation_x, data.validation_y, precision=plan.precision
+    )
     if not math.isfinite(validation_loss):
         return "non-finite validation loss"
     history.train_loss.append(train_loss)
@@ -261,13 +271,17 @@ def train_epoch(
     learning_rate: Callable[[int], float] | None = None,
     first_step: int = 0,
     augment: Augmenter | None = None,
+    precision: Precision | None = None,
+    grad_scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, int, int]:
     """One pass over ``inputs`` in a random order: (mean loss over the batches, images, steps).
 
     ``learning_rate(step)``, where given, sets the rate of global step ``first_step + i`` before the
-    epoch's ``i``-th step; ``augment`` transforms each training batch. Stops early, returning a non-finite
-    mean, as soon as a periodic check finds a non-finite loss.
+    epoch's ``i``-th step; ``augment`` transforms each training batch; the forward pass runs under
+    ``precision`` (default float32), the backward pass through ``grad_scaler`` where given (fp16). Stops
+    early, returning a non-finite mean, as soon as a periodic check finds a non-finite loss.
     """
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     model.train()
     count = len(targets)
     # The permutation is drawn on the CPU, so the batch order is the same on every device.
@@ -286,9 +300,16 @@ def train_epoch(
             for group in optimizer.param_groups:
                 group["lr"] = rate
         optimizer.zero_grad(set_to_none=True)
-        loss = functional.cross_entropy(model(batch), targets.index_select(0, index))
-        loss.backward()
-        optimizer.step()
+        with autocast():
+            loss = functional.cross_entropy(model(batch), targets.index_select(0, index))
+        if grad_scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            # Steps whose scaled gradients overflowed are skipped and the scale lowered, as fp16 needs.
+            grad_scaler.scale(loss).backward()
+            grad_scaler.step(optimizer)
+            grad_scaler.update()
         loss_sum += loss.detach()
         batches += 1
         samples += len(index)
@@ -299,18 +320,26 @@ def train_epoch(
 
 
 def evaluate(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = EVALUATION_BATCH_SIZE
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int = EVALUATION_BATCH_SIZE,
+    *,
+    precision: Precision | None = None,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, error rate) of ``model`` on ``inputs`` / ``targets``, in large batches."""
+    """(mean cross-entropy, error rate) of ``model`` on ``inputs`` / ``targets``, in large batches, the
+    forward pass under ``precision`` (default float32)."""
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     model.eval()
     memory_format = _model_memory_format(model)
     loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
     wrong = torch.zeros((), dtype=torch.int64, device=inputs.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         for start in range(0, len(targets), batch_size):
             batch = inputs[start : start + batch_size].contiguous(memory_format=memory_format)
             batch_targets = targets[start : start + batch_size]
-            logits = model(batch)
+            # The loss in float32 whatever the logits' format: autocast leaves the sum to float32 anyway.
+            logits = model(batch).float()
             loss_sum += functional.cross_entropy(logits, batch_targets, reduction="sum")
             wrong += (logits.argmax(dim=1) != batch_targets).sum()
     count = len(targets)
