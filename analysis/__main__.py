@@ -2,8 +2,8 @@
 
 With run dirs only, it prints each run's summary and writes the incumbent plot. A first argument that
 names a subcommand (``summary``, ``incumbent``, ``curves``, ``budgets``, ``importance``, ``workers``,
-``cost``, ``report``, ``watch``; see docs/analysis.md) runs just that; a run dir named like a subcommand is
-written ``./summary``. The only module that prints or configures logging.
+``cost``, ``sweep``, ``report``, ``watch``; see docs/analysis.md) runs just that; a run dir named like a
+subcommand is written ``./summary``. The only module that prints or configures logging.
 """
 
 from __future__ import annotations
@@ -258,6 +258,11 @@ COMMANDS: dict[str, Command] = {
         "training time per epoch against model size, per device",
         commands.add_cost_arguments,
         commands.run_cost,
+    ),
+    "sweep": Command(
+        "a sweep or grid: curves per value with bands, final error against value, time against size",
+        commands.add_sweep_arguments,
+        commands.run_sweep,
     ),
     "report": Command(
         "one self-contained HTML page with all of the above",

@@ -1,6 +1,7 @@
 """The subcommands beyond ``summary`` and ``incumbent``: curves, budgets, importance, workers, cost,
-report, watch. Each reads its run dir(s), calls the pure analysis, prints a short text answer and writes
-its figure (default: into the run dir). :mod:`analysis.__main__` registers them; only the CLI prints."""
+sweep, report, watch. Each reads its run dir(s), calls the pure analysis, prints a short text answer and
+writes its figure (default: into the run dir). :mod:`analysis.__main__` registers them; only the CLI
+prints."""
 
 from __future__ import annotations
 
@@ -217,6 +218,40 @@ def run_cost(options: argparse.Namespace) -> int:
     print(format_cost(cost))
     plot_cost(cost, output)
     print(f"training cost: {output}")
+    return EXIT_OK
+
+
+# --- sweep ------------------------------------------------------------------------------------------
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    add_output(parser, "sweep.png (and sweep-cost.png)")
+
+
+def run_sweep(options: argparse.Namespace) -> int:
+    from analysis.cost import NoCostDataError
+    from analysis.plot_resources import plot_cost
+    from analysis.plot_sweep import plot_study
+    from analysis.sweep import format_device_times, format_study, sweep_study
+
+    run = one_run(options, "sweep")
+    output = output_path(options, "sweep.png")
+    cost_output = output.with_name(f"{output.stem}-cost{output.suffix}")
+    study = sweep_study(run)
+    print(format_study(study))
+    plot_study(study, output)
+    print(f"curves per value and final error against value: {output}")
+    try:
+        cost = training_cost(run)
+    except NoCostDataError as error:
+        print(f"no cost figure: {error}")
+        return EXIT_OK
+    print("training time per epoch, by device:\n" + format_device_times(cost))
+    fits = format_cost(cost).splitlines()[1:]
+    if fits:
+        print("fitted:\n" + "\n".join(fits))
+    plot_cost(cost, cost_output)
+    print(f"training time per epoch against parameters: {cost_output}")
     return EXIT_OK
 
 
