@@ -1,4 +1,5 @@
-"""``python -m hpo_service``: run the master of one search (BOHB, Hyperband or random search)."""
+"""``python -m hpo_service``: run the master of one search (BOHB, Hyperband, random search) or study
+(sweep, grid)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
+from hpo_service.resume import explicit_options
 from hpo_service.settings import MasterSettings, default_run_id
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
+from hpo_service.sweeps.options import STUDY_OPTIMIZERS, add_sweep_arguments, sweep_options_from_args
 
 logger = logging.getLogger("hpo_service.master")
 
@@ -78,8 +81,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--ping-interval", type=int, default=10, help="seconds between worker discovery rounds"
     )
     parser.add_argument("--keep-workers", action="store_true", help="do not shut workers down at the end")
+    parser.add_argument(
+        "--no-continuation",
+        dest="continuation",
+        action="store_false",
+        help="workers train every job from scratch (independent budgets) instead of resuming promoted "
+        "configurations from their checkpoint on the next smaller budget",
+    )
+    parser.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging, including HpBandSter's")
+    add_sweep_arguments(parser)
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR whose master stopped: its results are kept, its settings and "
+        "space come from the run (options it fixes may be left out), new results are appended",
+    )
     return parser  # fmt: skip
+
+
+def resumed_settings(args: argparse.Namespace, given: dict[str, object]) -> MasterSettings:
+    """Settings of ``--resume RUN_DIR``: the run's own, with the options that do not touch the search."""
+    from hpo_service.resume import settings_fields
+
+    fields = settings_fields(args.resume, given)
+    return MasterSettings(
+        **fields,
+        min_workers=args.min_workers,
+        nameserver=args.nameserver,
+        host=args.host,
+        nameserver_port=args.nameserver_port,
+        ping_interval=args.ping_interval,
+        shutdown_workers=not args.keep_workers,
+        keep_checkpoints=args.keep_checkpoints,
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> MasterSettings:
@@ -101,6 +140,9 @@ def settings_from_args(args: argparse.Namespace) -> MasterSettings:
         ping_interval=args.ping_interval,
         shutdown_workers=not args.keep_workers,
         dataset=args.dataset,
+        sweep=sweep_options_from_args(args),
+        continuation=args.continuation,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 
@@ -108,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = settings_from_args(args)
+        if args.resume is not None:
+            settings = resumed_settings(args, explicit_options(build_parser(), argv))
+        else:
+            settings = settings_from_args(args)
     except HpoServiceError as error:
         parser.error(str(error))
     configure_logging(args.verbose, prefix="master ")
@@ -126,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "interrupted; every finished result is in %s (configs.json, results.json)", settings.run_dir
         )
         return 130
-    logger.info("results in %s; analyse with: python -m analysis %s", settings.run_dir, settings.run_dir)
+    analysis = "analysis sweep" if settings.optimizer in STUDY_OPTIMIZERS else "analysis"
+    logger.info("results in %s; analyse with: python -m %s %s", settings.run_dir, analysis, settings.run_dir)
     return 0
 
 

@@ -20,6 +20,8 @@ from hpbandster.core.dispatcher import Job
 from hpbandster.core.master import Master
 from hpbandster.core.result import Result
 
+from hpo_service import resume
+from hpo_service.checkpoint_files import CheckpointJanitor, chain_listeners
 from hpo_service.errors import RunDirectoryError
 from hpo_service.hpbandster_fixes import JsonResultLogger
 from hpo_service.nameserver import (
@@ -34,6 +36,7 @@ from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import RunDescription
 from hpo_service.settings import MasterSettings
 from hpo_service.space import load_space, write_space
+from hpo_service.sweeps.setup import apply_space_from_sweep, optimizer_arguments, prepare_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +141,22 @@ def run_master(settings: MasterSettings) -> Result:
     """Run the whole search; results land in ``settings.run_dir`` as they arrive. Returns the Result."""
     configure_pyro()
     run_dir = settings.run_dir
-    prepare_run_dir(run_dir)
-    random.seed(settings.seed)
+    logged = resume.load_run(run_dir) if settings.resume else None
+    if logged is None:
+        prepare_run_dir(run_dir)
+    # A resumed run draws new random numbers (the same seed would sample the first run's configurations).
+    seed = settings.seed if logged is None else resume.resumed_seed(settings.seed, logged)
+    random.seed(seed)
     # BOHB's KDE sampling draws from numpy's global generator.
-    np.random.seed(settings.seed)
-    space = load_space(settings.space, seed=settings.seed, dataset=settings.dataset)
-    write_space(space, run_dir / "configspace.json")
+    np.random.seed(seed)
+    space = load_space(settings.space, seed=seed, dataset=settings.dataset)
+    if logged is None:
+        space = apply_space_from_sweep(settings, space, run_dir)
+        write_space(space, run_dir / "configspace.json")
+    # None unless a sweep or grid; writes sweep.json (a resumed study checks it rebuilds the same plan).
+    sweep = prepare_sweep(settings, space, run_dir if logged is None else None)
+    if logged is not None and sweep is not None:
+        resume.check_plan(run_dir, sweep.to_dict())
     description = RunDescription(
         run_id=settings.run_id,
         optimizer=settings.optimizer,
@@ -155,12 +168,28 @@ def run_master(settings: MasterSettings) -> Result:
         dataset=settings.dataset,
         space=settings.space,
         started=time.time(),
+        continuation=settings.continuation,
     )
-    write_json_atomically(run_dir / "run.json", description.to_dict())
-    planned = planned_jobs(
-        settings.optimizer, settings.min_budget, settings.max_budget, settings.eta, settings.n_iterations
+    if logged is None:
+        write_json_atomically(run_dir / "run.json", description.to_dict())
+    else:
+        description = resume.description_of(logged, description)
+    planned = (
+        sweep.job_count
+        if sweep is not None
+        else planned_jobs(
+            settings.optimizer, settings.min_budget, settings.max_budget, settings.eta, settings.n_iterations
+        )
     )
     progress = ProgressReporter(planned)
+    janitor = CheckpointJanitor(run_dir, keep=settings.keep_checkpoints)
+    if logged is None:
+        result_log = JsonResultLogger(str(run_dir), overwrite=True)
+    else:
+        resume.repair_logs(logged)
+        result_log = resume.appending_logger(JsonResultLogger, run_dir, logged.config_ids())
+        remove_credentials(run_dir)  # the dead master's nameserver: workers must not read it
+    n_iterations, min_workers = settings.n_iterations, settings.min_workers
     with nameserver_for(settings) as address:
         optimizer = create_optimizer(
             settings.optimizer,
@@ -174,11 +203,27 @@ def run_master(settings: MasterSettings) -> Result:
             host=settings.host,
             ping_interval=settings.ping_interval,
             working_directory=str(run_dir),
-            result_logger=JsonResultLogger(str(run_dir), overwrite=True),
-            result_listener=progress,
+            result_logger=result_log,
+            result_listener=chain_listeners(progress, janitor),
             logger=logging.getLogger("hpbandster"),
+            **optimizer_arguments(sweep),
         )
-        progress.master = optimizer
+        progress.master = janitor.master = optimizer
+        if logged is not None:
+            try:
+                restored = resume.restore(optimizer, logged, result_log, description.started)
+            except BaseException:
+                optimizer.shutdown()  # its dispatcher thread would keep the process alive
+                raise
+            progress.finished = restored.results
+            n_iterations = max(0, settings.n_iterations - restored.iterations)
+            if n_iterations == 0 and not optimizer.active_iterations():
+                min_workers = 0  # nothing left to run: only the final pickle is missing
+            logger.info(
+                "resuming %s: %d results kept, %d iteration(s) rebuilt, %d job(s) to run again, "
+                "%d new iteration(s)",
+                run_dir, restored.results, restored.iterations, restored.rerun, n_iterations,
+            )  # fmt: skip
         logger.info(
             "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); "
             "waiting for %d worker(s) at %s",
@@ -193,14 +238,18 @@ def run_master(settings: MasterSettings) -> Result:
             address,
         )
         try:
-            result = optimizer.run(n_iterations=settings.n_iterations, min_n_workers=settings.min_workers)
+            result = optimizer.run(n_iterations=n_iterations, min_n_workers=min_workers)
+            result_log.close()  # the JSON logs are on disk before the pickle that summarises them
             # Saved before the workers are told to stop: a supervisor that reacts to their exit (compose's
             # --abort-on-container-exit, a batch scheduler) may stop this process right after.
             write_result_pickle(run_dir / "results.pkl", result)
             finished = replace(description, finished=time.time())
             write_json_atomically(run_dir / "run.json", finished.to_dict())
         finally:
+            result_log.close()
             optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
+        # Only a finished run drops every checkpoint: an interrupted one may go on with --resume.
+        janitor.finish()
     log_incumbent(result)
     return result
 

@@ -9,11 +9,17 @@ import ConfigSpace as CS
 from hpbandster.core.master import Master
 from hpbandster.optimizers import BOHB, HyperBand, RandomSearch
 
+from hpo_service.bohb_generator import FastBOHBGenerator
 from hpo_service.hpbandster_fixes import FixedMaster
+from hpo_service.sweeps.master import SWEEP_OPTIMIZERS
 
 
 class FixedBOHB(FixedMaster, BOHB):
     """BOHB (Falkner et al. 2018): Hyperband brackets, configurations from a KDE model."""
+
+    def adopt_config_generator(self, generator: Any) -> Any:
+        # Same configurations as HpBandSter's generator, ~30x less master time per sample.
+        return FastBOHBGenerator.like(generator)
 
 
 class FixedHyperBand(FixedMaster, HyperBand):
@@ -29,6 +35,7 @@ OPTIMIZERS: dict[str, type[Master]] = {
     "bohb": FixedBOHB,
     "hyperband": FixedHyperBand,
     "randomsearch": FixedRandomSearch,
+    **SWEEP_OPTIMIZERS,
 }
 
 

@@ -71,6 +71,8 @@ class RunDescription:
     space: str | None = None
     started: float | None = None
     finished: float | None = None
+    # Whether workers resume promoted configurations from checkpoints (schedules then span max_budget).
+    continuation: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,8 @@ from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.space import check_space_spec
+from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
+from hpo_service.sweeps.setup import check_study
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,20 @@ class MasterSettings:
     shutdown_workers: bool = True
     # The workers' dataset: its input shape decides which architectures the space forbids.
     dataset: str = "digits"
+    # Workers resume promoted configurations from checkpoints (recorded in run.json, which workers read).
+    continuation: bool = True
+    # Leave RUN_DIR/checkpoints in place at the end of the run.
+    keep_checkpoints: bool = False
+    # Sweeps and grids (--base, --vary, --repeats, ...) and --space-from-sweep.
+    sweep: SweepOptions = SweepOptions()
+    # Continue the run in run_dir (--resume): its settings come from run.json (hpo_service.resume).
+    resume: bool = False
 
     def __post_init__(self) -> None:
+        if self.optimizer in STUDY_OPTIMIZERS:
+            # A study trains every job on --max-budget epochs, all in one iteration.
+            object.__setattr__(self, "min_budget", self.max_budget)
+            object.__setattr__(self, "n_iterations", 1)
         if self.optimizer not in OPTIMIZERS:
             raise SettingsError(
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
@@ -64,6 +78,7 @@ class MasterSettings:
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}"
             )
         check_space_spec(self.space, self.dataset)
+        check_study(self)
 
 
 def default_run_id(optimizer: str) -> str:

@@ -43,6 +43,11 @@ MASTER_OPTIONS = {
     "HPO_DATASET": "--dataset",
     "HPO_N_WORKERS": "--min-workers",
     "HPO_PING_INTERVAL": "--ping-interval",
+    "HPO_BASE": "--base",
+    "HPO_VARY": "--vary",
+    "HPO_REPEATS": "--repeats",
+    "HPO_MAX_JOBS": "--max-jobs",
+    "HPO_SPACE_FROM_SWEEP": "--space-from-sweep",
 }
 # Environment variable -> option of `python -m workers`.
 WORKER_OPTIONS = {
@@ -52,12 +57,38 @@ WORKER_OPTIONS = {
     "HPO_THREADS": "--threads",
     "HPO_TRAIN_LIMIT": "--train-limit",
     "HPO_CONNECT_TIMEOUT": "--connect-timeout",
+    "HPO_PRECISION": "--precision",
+    # The schedule horizon; workers that share the runs volume read it from run.json anyway.
+    "HPO_MAX_BUDGET": "--max-budget",
 }
+FALSE_WORDS = ("0", "false", "no", "off")
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 
 def value(environment: Mapping[str, str], name: str, default: str | None = None) -> str | None:
     text = environment.get(name, "").strip()
     return text or default
+
+
+def switch(environment: Mapping[str, str], name: str) -> bool | None:
+    """A yes/no variable: True, False, or None when unset or empty."""
+    text = (value(environment, name) or "").lower()
+    if text in TRUE_WORDS or text in FALSE_WORDS:
+        return text in TRUE_WORDS
+    if text:
+        raise ValueError(f"{name}={text!r}: use one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+    return None
+
+
+def continuation_options(environment: Mapping[str, str]) -> list[str]:
+    """``--no-continuation`` when ``HPO_CONTINUATION`` is false (master and workers both take it)."""
+    return ["--no-continuation"] if switch(environment, "HPO_CONTINUATION") is False else []
+
+
+def runs_dir(environment: Mapping[str, str]) -> str:
+    """The run's directory on the shared ``runs`` volume: results, run.json and checkpoints."""
+    runs_root = value(environment, "HPO_RUNS_ROOT", DEFAULT_RUNS_ROOT) or DEFAULT_RUNS_ROOT
+    return f"{runs_root}/{run_id(environment)}"
 
 
 def options(environment: Mapping[str, str], table: Mapping[str, str]) -> list[str]:
@@ -96,6 +127,8 @@ def master_command(environment: Mapping[str, str]) -> list[str]:
     command = [sys.executable, "-m", "hpo_service", "--run-id", identifier]
     command += ["--run-dir", f"{runs_root}/{identifier}", "--nameserver", str(nameserver(environment))]
     command += ["--host", advertised_host(environment)]
+    command += continuation_options(environment)
+    command += ["--keep-checkpoints"] if switch(environment, "HPO_KEEP_CHECKPOINTS") else []
     return command + options(environment, MASTER_OPTIONS)
 
 
@@ -155,6 +188,8 @@ def gpu_for_replica(index: int | None, gpu_count: int) -> str:
 def worker_command(environment: Mapping[str, str], address: str) -> list[str]:
     command = [sys.executable, "-m", "workers", "--run-id", run_id(environment)]
     command += ["--nameserver", str(nameserver(environment)), "--host", address]
+    # The master's run dir: workers resume promoted configurations from checkpoints there.
+    command += ["--run-dir", runs_dir(environment), *continuation_options(environment)]
     dataset = value(environment, "HPO_DATASET", "digits")
     data_dir = value(environment, "HPO_DATA_DIR", None if dataset == "digits" else DEFAULT_DATA_DIR)
     if data_dir is not None:

@@ -22,14 +22,21 @@ from pathlib import Path
 
 from hpo_service.errors import SettingsError
 from hpo_service.logging_setup import configure_logging
+from hpo_service.nameserver import remove_credentials
 from hpo_service.settings import MasterSettings, default_run_id
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
-from workers.settings import DATASETS
+from hpo_service.sweeps.options import (
+    STUDY_OPTIMIZERS,
+    SweepOptions,
+    add_sweep_arguments,
+    sweep_options_from_args,
+)
+from workers.settings import DATASETS, PRECISIONS
 
 logger = logging.getLogger("launch.local")
 
-OPTIMIZERS = ("bohb", "hyperband", "randomsearch")
+OPTIMIZERS = ("bohb", "hyperband", "randomsearch", *STUDY_OPTIMIZERS)
 # glibc otherwise returns torch's activation buffers to the OS every step (25-35 % slower on CPU).
 WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "536870912"}
 MASTER_STOP_GRACE = 15.0
@@ -59,6 +66,12 @@ class LaunchSettings:
     host: str
     train_limit: int | None
     verbose: bool
+    sweep: SweepOptions = SweepOptions()
+    precision: str = "auto"
+    continuation: bool = True
+    keep_checkpoints: bool = False
+    # --resume RUN_DIR: the master continues the run (the run-defining fields come from the run).
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.n_workers < 1:
@@ -78,9 +91,16 @@ class LaunchSettings:
             run_dir=self.run_dir, run_id=self.run_id, optimizer=self.optimizer, min_budget=self.min_budget,
             max_budget=self.max_budget, eta=self.eta, n_iterations=self.n_iterations, seed=self.seed,
             min_workers=self.n_workers, space=self.space, host=self.host, dataset=self.dataset,
+            sweep=self.sweep, continuation=self.continuation, keep_checkpoints=self.keep_checkpoints,
+            resume=self.resume,
         )  # fmt: skip
 
     def master_command(self) -> list[str]:
+        if self.resume:  # the master reads the run's settings from the run dir
+            command = [sys.executable, "-m", "hpo_service", "--resume", str(self.run_dir),
+                       "--min-workers", str(self.n_workers), "--host", self.host]  # fmt: skip
+            command += ["--keep-checkpoints"] if self.keep_checkpoints else []
+            return command + (["--verbose"] if self.verbose else [])
         command = [
             sys.executable, "-m", "hpo_service",
             "--run-dir", str(self.run_dir), "--run-id", self.run_id,
@@ -89,7 +109,10 @@ class LaunchSettings:
             "--eta", repr(self.eta), "--n-iterations", str(self.n_iterations),
             "--seed", str(self.seed), "--min-workers", str(self.n_workers),
             "--space", self.space, "--dataset", self.dataset, "--host", self.host,
+            *self.sweep.to_arguments(),
         ]  # fmt: skip
+        command += [] if self.continuation else ["--no-continuation"]
+        command += ["--keep-checkpoints"] if self.keep_checkpoints else []
         return command + (["--verbose"] if self.verbose else [])
 
     def worker_command(self, device: str) -> list[str]:
@@ -98,7 +121,10 @@ class LaunchSettings:
             "--run-id", self.run_id, "--run-dir", str(self.run_dir),
             "--dataset", self.dataset, "--device", device, "--host", self.host,
             "--workers-on-host", str(self.n_workers), "--seed", str(self.seed),
+            "--precision", self.precision,
         ]  # fmt: skip
+        if not self.continuation:
+            command.append("--no-continuation")
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
         if self.download:
@@ -197,6 +223,8 @@ def launch(settings: LaunchSettings) -> int:
     try:
         logger.info("run %s in %s: %s with %d worker(s) on %s", settings.run_id, settings.run_dir,
                     settings.optimizer, settings.n_workers, settings.dataset)  # fmt: skip
+        if settings.resume:  # the stopped master's nameserver address: workers must wait for the new one
+            remove_credentials(settings.run_dir)
         group.start_master(settings.master_command())
         for device, environment in worker_placements(settings):
             group.start_worker(settings.worker_command(device), environment)
@@ -221,7 +249,8 @@ def python_command() -> str:
 def report(settings: LaunchSettings, code: int) -> None:
     if code == 0:
         logger.info("done. Results: %s", settings.run_dir)
-        logger.info("analyse with: %s -m analysis %s", python_command(), settings.run_dir)
+        analysis = "analysis sweep" if settings.optimizer in STUDY_OPTIMIZERS else "analysis"
+        logger.info("analyse with: %s -m %s %s", python_command(), analysis, settings.run_dir)
     elif (settings.run_dir / "results.json").is_file():
         logger.warning("run ended with exit code %d; finished results are in %s", code, settings.run_dir)
     else:
@@ -269,11 +298,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address nameserver, master and workers listen on"
     )
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="workers' forward-pass precision: auto = bf16 where the GPU or CPU has it natively",
+    )
+    parser.add_argument(
+        "--no-continuation",
+        dest="continuation",
+        action="store_false",
+        help="train every job from scratch instead of resuming promoted configurations from checkpoints",
+    )
+    parser.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
+    )
     parser.add_argument("--verbose", action="store_true")
+    add_sweep_arguments(parser)
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (its master stopped): results kept, settings and space from the "
+        "run, new workers started",
+    )
     return parser  # fmt: skip
 
 
-def settings_from_args(args: argparse.Namespace) -> LaunchSettings:
+def resumed_settings(args: argparse.Namespace, argv: Sequence[str] | None) -> LaunchSettings:
+    """``--resume RUN_DIR``: the run's own settings; options that conflict with them are refused."""
+    from hpo_service.errors import HpoServiceError
+    from hpo_service.resume import explicit_options, settings_fields
+
+    try:
+        fields = settings_fields(args.resume, explicit_options(build_parser(), argv))
+    except HpoServiceError as error:
+        raise LaunchError(str(error)) from None
+    fields.pop("resume")
+    return LaunchSettings(
+        n_workers=args.n_workers, data_dir=args.data_dir, download=args.download, device=args.device,
+        host=args.host, train_limit=args.train_limit, verbose=args.verbose, precision=args.precision,
+        keep_checkpoints=args.keep_checkpoints, resume=True, **fields,
+    )  # fmt: skip
+
+
+def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -> LaunchSettings:
+    if args.resume is not None:
+        return resumed_settings(args, argv)
     run_id = args.run_id or default_run_id(args.optimizer)
     return LaunchSettings(
         n_workers=args.n_workers,
@@ -293,6 +365,10 @@ def settings_from_args(args: argparse.Namespace) -> LaunchSettings:
         host=args.host,
         train_limit=args.train_limit,
         verbose=args.verbose,
+        sweep=sweep_options_from_args(args),
+        precision=args.precision,
+        continuation=args.continuation,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 
@@ -300,8 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = settings_from_args(args)
-    except LaunchError as error:
+        settings = settings_from_args(args, argv)
+    except (LaunchError, SettingsError) as error:
         parser.error(str(error))
     configure_logging(args.verbose, prefix="launch ")
     interrupt_on_stop_signals()

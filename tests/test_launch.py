@@ -39,8 +39,8 @@ def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun
         assert info["status"] in ("ok", "failed")
         assert 0.0 <= result["loss"] <= 1.0  # type: ignore[index]
         assert info["dataset"] == "digits"
-        assert info["epochs_trained"] <= round(budget)  # type: ignore[arg-type]
-        assert len(info["validation_error_per_epoch"]) == info["epochs_trained"]
+        assert info["epochs_trained"] <= info["total_epochs"] <= round(budget)  # type: ignore[arg-type]
+        assert len(info["validation_error_per_epoch"]) == info["total_epochs"]
         for key in (
             "test_error",
             "train_loss_per_epoch",
@@ -50,6 +50,13 @@ def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun
         ):
             assert key in info, key
         assert info["device"].startswith("cpu")
+    # Continuation: the promoted configuration resumed from its 1-epoch checkpoint (and trained the rest).
+    promoted = [result["info"] for _, budget, _, result, _ in results if round(budget) == 3]  # type: ignore[index,arg-type]
+    resumed = [
+        (info["resumed_from_budget"], info["total_epochs"] - info["epochs_trained"]) for info in promoted
+    ]
+    assert resumed == [(1, 1)]
+    assert not (run_dir / "checkpoints").exists()  # removed at the end of the run
     log = process_run.log("launch")
     assert f"-m analysis {run_dir}" in log.splitlines()[-1]
     check_analysis_of_a_real_run(run_dir)
