@@ -7,20 +7,14 @@ The loss is :func:`sweep_loss`, a known function of configuration, budget and se
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpo_service.logging_setup import configure_logging
-from hpo_service.nameserver import read_credentials, wait_for_nameserver
-from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import EvaluationResult
-from tests.fake_worker import FakeWorker, fake_loss
+from tests.fake_worker import FakeWorker, fake_loss, main
 
 WORKER_SEED = 99
 
@@ -53,33 +47,5 @@ class SeededFakeWorker(FakeWorker):
         return EvaluationResult(loss=np.float32(loss), info=info)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--sleep", type=float, default=0.01)
-    parser.add_argument("--name", default="fake")
-    args = parser.parse_args(argv)
-    configure_logging(prefix="fake-sweep-worker ")
-    configure_pyro()
-    address = read_credentials(args.run_dir, timeout=60)
-    wait_for_nameserver(address, timeout=30)
-    worker = SeededFakeWorker(
-        args.run_id,
-        args.sleep,
-        args.name,
-        nameserver=address.host,
-        nameserver_port=address.port,
-        host="127.0.0.1",
-    )
-    try:
-        worker.run(background=False)
-    except Exception:
-        if not worker.shutdown_requested:
-            raise
-    logging.getLogger(__name__).info("fake sweep worker done")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(worker_class=SeededFakeWorker))

@@ -47,7 +47,9 @@ class FakeWorker(ServiceWorker):
         return EvaluationResult(loss=np.float32(loss), info=info)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, worker_class: type[FakeWorker] | None = None) -> int:
+    """Serve jobs with ``worker_class`` (default :class:`FakeWorker`) until the master shuts it down."""
+    worker_class = worker_class or FakeWorker
     parser = argparse.ArgumentParser()
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_pyro()
     address = read_credentials(args.run_dir, timeout=60)
     wait_for_nameserver(address, timeout=30)
-    worker = FakeWorker(
+    worker = worker_class(
         args.run_id,
         args.sleep,
         args.name,
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         if not worker.shutdown_requested:
             raise
-    logging.getLogger(__name__).info("fake worker done")
+    logging.getLogger(__name__).info("%s done", worker_class.__name__)
     return 0
 
 
