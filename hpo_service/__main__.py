@@ -14,7 +14,7 @@ from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.resume import explicit_options
-from hpo_service.settings import MasterSettings, default_run_id
+from hpo_service.settings import MasterSettings, check_fresh_run_dir, default_run_id
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--nameserver",
-        type=NameserverAddress.parse,
+        type=NameserverAddress.argument,
         default=None,
         metavar="HOST:PORT",
         help="join this nameserver instead of starting one",
@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = resumed_settings(args, explicit_options(build_parser(), argv))
         else:
             settings = settings_from_args(args)
+            check_fresh_run_dir(settings.run_dir)
     except HpoServiceError as error:
         parser.error(str(error))
     configure_logging(args.verbose, prefix="master ")

@@ -22,7 +22,6 @@ from hpbandster.core.result import Result
 
 from hpo_service import resume
 from hpo_service.checkpoint_files import CheckpointJanitor, chain_listeners
-from hpo_service.errors import RunDirectoryError
 from hpo_service.hpbandster_fixes import JsonResultLogger
 from hpo_service.nameserver import (
     LocalNameserver,
@@ -34,13 +33,11 @@ from hpo_service.nameserver import (
 from hpo_service.optimizers import create_optimizer, planned_jobs
 from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import RunDescription
-from hpo_service.settings import MasterSettings
+from hpo_service.settings import MasterSettings, check_fresh_run_dir
 from hpo_service.space import load_space, write_space
 from hpo_service.sweeps.setup import apply_space_from_sweep, optimizer_arguments, prepare_sweep
 
 logger = logging.getLogger(__name__)
-
-RESULT_FILES = ("configs.json", "results.json", "results.pkl")
 
 
 class ProgressReporter:
@@ -95,15 +92,7 @@ class ProgressReporter:
 
 def prepare_run_dir(run_dir: Path) -> None:
     """Create ``run_dir``; refuse one that already holds results so nothing is silently overwritten."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirectoryError(f"run dir {run_dir} exists and is not a directory")
-    existing = [
-        name for name in RESULT_FILES if (run_dir / name).exists() and (run_dir / name).stat().st_size
-    ]
-    if existing:
-        raise RunDirectoryError(
-            f"run dir {run_dir} already holds results ({', '.join(existing)}); choose a new --run-dir"
-        )
+    check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

@@ -6,6 +6,7 @@ HpBandSter's ``NameServer`` writes its address as a pickle that every worker unp
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -38,6 +39,14 @@ class NameserverAddress:
         if not separator or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise SettingsError(f"nameserver address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9090")
         return cls(host, int(port_text))
+
+    @classmethod
+    def argument(cls, text: str) -> NameserverAddress:
+        """:meth:`parse` as an argparse ``type``: its message, not argparse's "invalid parse value"."""
+        try:
+            return cls.parse(text)
+        except SettingsError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"

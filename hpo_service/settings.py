@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpo_service.errors import SettingsError
+from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.shapes import DATASET_SHAPES
@@ -79,6 +79,25 @@ class MasterSettings:
             )
         check_space_spec(self.space, self.dataset)
         check_study(self)
+
+
+# What a run dir holds once its master has results; a new run refuses a dir with any of them (non-empty).
+RESULT_FILES = ("configs.json", "results.json", "results.pkl")
+
+
+def check_fresh_run_dir(run_dir: Path) -> None:
+    """RunDirectoryError unless ``run_dir`` can take a new run: a directory (or nothing yet) without results,
+    so that nothing already there is silently overwritten (``--resume`` continues a run instead)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"run dir {run_dir} exists and is not a directory")
+    existing = [
+        name for name in RESULT_FILES if (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0
+    ]
+    if existing:
+        raise RunDirectoryError(
+            f"run dir {run_dir} already holds results ({', '.join(existing)}); choose a new --run-dir "
+            "or continue it with --resume"
+        )
 
 
 def default_run_id(optimizer: str) -> str:

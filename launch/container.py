@@ -293,6 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     role, rest = arguments[0], arguments[1:]
     environment = dict(os.environ)
     configure_logging(verbose=False, prefix="container ")
+    try:
+        return run_role(role, rest, environment)
+    except ValueError as error:  # a bad HPO_* variable (SettingsError is one): one line, nothing started
+        print(f"python -m launch.container {role}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_role(role: str, rest: list[str], environment: dict[str, str]) -> int:
     if role == "health":
         return health(environment, rest[0] if rest else "nameserver")
     if role == "nameserver":

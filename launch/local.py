@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpo_service.errors import SettingsError
+from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import remove_credentials
-from hpo_service.settings import MasterSettings, default_run_id
+from hpo_service.settings import MasterSettings, check_fresh_run_dir, default_run_id
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import (
@@ -82,7 +82,9 @@ class LaunchSettings:
             raise LaunchError(f"--dataset {self.dataset} needs --data-dir (or --download with internet)")
         try:
             self.master_settings()
-        except SettingsError as error:
+            if not self.resume:  # the master would refuse too, but only after the workers started
+                check_fresh_run_dir(self.run_dir)
+        except (SettingsError, RunDirectoryError) as error:
             raise LaunchError(str(error)) from error
 
     def master_settings(self) -> MasterSettings:

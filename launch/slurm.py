@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> SlurmSettings:
     run_id = args.run_id or default_run_id(args.optimizer)
+    if args.n_workers < 1:  # checked before MasterSettings, which would name its own --min-workers
+        raise SettingsError(f"--n-workers must be at least 1, got {args.n_workers}")
     master = MasterSettings(
         run_dir=args.run_dir, run_id=run_id, optimizer=args.optimizer, min_budget=args.min_budget,
         max_budget=args.max_budget, eta=args.eta, n_iterations=args.n_iterations, seed=args.seed,

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--run-id", required=True, help="the master's run id")
-    parser.add_argument("--nameserver", type=NameserverAddress.parse, default=None, metavar="HOST:PORT")
+    parser.add_argument("--nameserver", type=NameserverAddress.argument, default=None, metavar="HOST:PORT")
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="shared run dir; read the nameserver address from it"
     )

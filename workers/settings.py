@@ -43,6 +43,8 @@ class WorkerSettings:
             raise SettingsError(
                 "give --nameserver HOST:PORT or --run-dir (where the master writes nameserver.json)"
             )
+        if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
+            raise SettingsError(f"--run-dir {self.run_dir} is not a directory")
         if self.workers_on_host < 1:
             raise SettingsError(f"--workers-on-host must be at least 1, got {self.workers_on_host}")
         if self.threads is not None and self.threads < 1:
