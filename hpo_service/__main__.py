@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
@@ -108,17 +109,20 @@ def resumed_settings(args: argparse.Namespace, given: dict[str, object]) -> Mast
     """Settings of ``--resume RUN_DIR``: the run's own, with the options that do not touch the search."""
     from hpo_service.resume import settings_fields
 
-    fields = settings_fields(args.resume, given)
-    return MasterSettings(
-        **fields,
-        min_workers=args.min_workers,
-        nameserver=args.nameserver,
-        host=args.host,
-        nameserver_port=args.nameserver_port,
-        ping_interval=args.ping_interval,
-        shutdown_workers=not args.keep_workers,
-        keep_checkpoints=args.keep_checkpoints,
-    )
+    return MasterSettings(**settings_fields(args.resume, given), **process_options(args))
+
+
+def process_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of this master process, not of the search: a resumed run may change them."""
+    return {
+        "min_workers": args.min_workers,
+        "nameserver": args.nameserver,
+        "host": args.host,
+        "nameserver_port": args.nameserver_port,
+        "ping_interval": args.ping_interval,
+        "shutdown_workers": not args.keep_workers,
+        "keep_checkpoints": args.keep_checkpoints,
+    }
 
 
 def settings_from_args(args: argparse.Namespace) -> MasterSettings:
@@ -132,17 +136,11 @@ def settings_from_args(args: argparse.Namespace) -> MasterSettings:
         eta=args.eta,
         n_iterations=args.n_iterations,
         seed=args.seed,
-        min_workers=args.min_workers,
         space=args.space,
-        nameserver=args.nameserver,
-        host=args.host,
-        nameserver_port=args.nameserver_port,
-        ping_interval=args.ping_interval,
-        shutdown_workers=not args.keep_workers,
         dataset=args.dataset,
         sweep=sweep_options_from_args(args),
         continuation=args.continuation,
-        keep_checkpoints=args.keep_checkpoints,
+        **process_options(args),
     )
 
 

@@ -14,12 +14,10 @@ from collections.abc import Callable
 
 import ConfigSpace as CS
 
+from hpo_service.vocabulary import ACTIVATIONS, INITS, OPTIMIZERS, SCHEDULES
+
 MAX_CONV_LAYERS = 3
 FULL_LINEAR_LAYERS = 4
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop")
-ACTIVATIONS = ("relu", "elu", "leaky_relu", "tanh", "softsign", "linear")
-INITS = ("default", "kaiming", "xavier", "normal")
-SCHEDULES = ("constant", "cosine", "step", "cyclic")
 
 InputShape = tuple[int, int, int] | None
 

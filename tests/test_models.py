@@ -448,3 +448,9 @@ def test_channel_pair_sets_the_first_and_the_other_conv_widths() -> None:
     assert widths == [16, 32, 32]
     with pytest.raises(ModelBuildError, match="channel_pair"):
         build_model({"channel_pair": "wide"}, (1, 28, 28), N_CLASSES)
+
+
+def test_the_builder_knows_every_activation_the_spaces_offer() -> None:
+    from hpo_service import vocabulary
+
+    assert tuple(ACTIVATIONS) == vocabulary.ACTIVATIONS

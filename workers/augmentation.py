@@ -15,7 +15,8 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional
 
-AUGMENTATIONS = ("none", "crop_flip", "affine")
+from hpo_service.vocabulary import AUGMENTATIONS
+
 # The padding of crop_flip for large images (the usual CIFAR recipe); smaller images get an eighth of their
 # size (3 for 28x28, 1 for 8x8) so that a crop never loses more than about a quarter of the image.
 MAX_CROP_PADDING = 4

@@ -19,6 +19,7 @@ import numpy as np
 from torch import nn
 
 from hpo_service.shapes import PADDINGS, POOL_SIZE, POOLINGS, collapse_reason, feature_map_sizes
+from hpo_service.vocabulary import INITS
 
 __all__ = [
     "ACTIVATIONS",
@@ -67,7 +68,6 @@ GAIN_NAMES: dict[str, GainName] = {
     "softsign": "tanh",
     "linear": "linear",
 }
-INITS = ("default", "kaiming", "xavier", "normal")
 NORMAL_INIT_STD = 0.01
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("constant", "cosine", "step", "cyclic")
+from hpo_service.vocabulary import SCHEDULES
+
 # The low end of the cyclic schedule, as a fraction of the peak learning rate.
 CYCLIC_LOW = 0.1
 

@@ -14,11 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from workers.augmentation import AUGMENTATIONS
+from hpo_service.vocabulary import AUGMENTATIONS, OPTIMIZERS, SCHEDULES
 from workers.models import ConfigurationError, read_float, read_int
-from workers.schedules import SCHEDULES, learning_rate_factor
+from workers.schedules import learning_rate_factor
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop")
 # Optimizers whose momentum is the point: a configuration without a momentum key gets this one.
 MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
 DEFAULT_MOMENTUM = 0.9
