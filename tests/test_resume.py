@@ -261,7 +261,8 @@ def test_a_line_that_is_no_result_is_refused(tmp_path: Path) -> None:
 
 
 def test_restore_rebuilds_the_interrupted_iteration_and_warm_starts_bohb(tmp_path: Path) -> None:
-    """The crashed run (result None) reaches BOHB's model as crashed (upstream: ufunc isfinite, #32/#95);
+    """The crashed run (result None) reaches BOHB's model as crashed (upstream: ufunc isfinite, #32/#95,
+    reproduced in ``tests/test_deadlocks.py``, scenario warm-start-over-crashed-run);
     the run's config without a result runs again under its id; the third config is not re-sampled."""
     from hpo_service.nameserver import LocalNameserver
     from hpo_service.optimizers import create_optimizer
@@ -351,21 +352,6 @@ def test_launch_local_refuses_a_conflicting_resume(tmp_path: Path) -> None:
     argv = ["--resume", str(run_dir), "--eta", "2"]
     with pytest.raises(LaunchError, match="--eta 2.0 differs from the run's 3.0"):
         settings_from_args(build_parser().parse_args(argv), argv)
-
-
-def test_upstream_warm_start_crashes_on_a_crashed_run(tmp_path: Path) -> None:
-    """Upstream #32/#95, reproduced: ``previous_result`` (WarmStartIteration) over logs with a crashed run
-    raises in BOHB's generator; ``resume.restore`` passes the same logs (test above)."""
-    from hpbandster.core.base_iteration import WarmStartIteration
-    from hpbandster.optimizers.config_generators.bohb import BOHB as StockBOHBGenerator
-
-    from hpo_service.space import load_space
-
-    run_dir = write_run(tmp_path / "run")
-    previous = logged_results_to_HBS_result(str(run_dir))
-    generator = StockBOHBGenerator(load_space(str(run_dir / "configspace.json")))
-    with pytest.raises(TypeError, match="isfinite"):
-        WarmStartIteration(previous, generator)
 
 
 def test_restore_takes_a_result_without_loss_as_crashed(tmp_path: Path) -> None:
