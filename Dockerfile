@@ -28,10 +28,11 @@ COPY launch launch
 COPY analysis analysis
 RUN pip install --no-cache-dir --no-deps -q . \
     && useradd --create-home --uid 1000 hpo \
-    && mkdir -p /runs /data \
-    && chown hpo:hpo /runs
+    && mkdir -p /runs /data /tls \
+    && chown hpo:hpo /runs /tls && chmod 0700 /tls
 
 # Run dirs (named volume, created owned by this user from the image's /runs) and read-only datasets.
+# /tls: the runs' certificates (compose's `tls` volume takes this directory's owner and mode 0700).
 VOLUME ["/runs"]
 USER hpo
 ENTRYPOINT ["python", "-m", "launch.container"]

@@ -28,11 +28,11 @@ EXIT_ERROR = 2
 PLOT_NAME = "incumbents.png"
 
 PICKLE_NOTE = """\
-results.pkl files are Python pickles, and loading a pickle can run code: they are loaded only from
-the run dirs you name, and only numpy values and plain stand-ins for HpBandSter's Result are built
-from them (no HpBandSter code runs). Still, name only run dirs you trust, or pass --json-only to read
-configs.json + results.json and never open a pickle. Where there is no results.pkl (a run that is
-still going) the JSON logs are read anyway."""
+The JSON logs configs.json + results.json are read by default. results.pkl files are Python pickles,
+and loading a pickle can run code: one is opened only in a run dir you name on the command line that
+has no JSON logs (e.g. from a plain HpBandSter script), and only numpy values and plain stand-ins for
+HpBandSter's Result are built from it (no HpBandSter code runs). Still, name only run dirs you trust,
+or pass --json-only to never open a pickle."""
 
 
 @dataclass(frozen=True)

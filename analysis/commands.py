@@ -40,7 +40,7 @@ def load_runs(options: argparse.Namespace) -> dict[str, RunData]:
     paths: list[Path] = options.run_dirs
     labels = run_labels(paths)
     return {
-        label: load_run(path, allow_pickle=not options.json_only)
+        label: load_run(path, prefer="json", allow_pickle=not options.json_only)
         for label, path in zip(labels, paths, strict=True)
     }
 
@@ -55,7 +55,7 @@ def one_run(options: argparse.Namespace, command: str) -> RunData:
     paths: list[Path] = options.run_dirs
     if len(paths) != 1:
         raise UsageError(f"{command} takes one run dir, not {len(paths)}")
-    return load_run(paths[0], allow_pickle=not options.json_only)
+    return load_run(paths[0], prefer="json", allow_pickle=not options.json_only)
 
 
 def output_path(options: argparse.Namespace, default_name: str) -> Path:

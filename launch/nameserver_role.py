@@ -18,6 +18,10 @@ import Pyro4
 import Pyro4.errors
 import Pyro4.naming
 
+from hpo_service.errors import SettingsError
+from hpo_service.pyro_setup import tls_enabled
+from hpo_service.tls import is_loopback
+
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
@@ -91,8 +95,19 @@ def serve_until_run_ends(
     host: str = "0.0.0.0",
     poll_seconds: float = POLL_SECONDS,
     minimum_lifetime: float = MINIMUM_LIFETIME,
+    *,
+    allow_insecure: bool = False,
 ) -> int:
-    """Serve on every interface by default: other containers and the published port reach it."""
+    """Serve on every interface by default: other containers and the published port reach it.
+
+    Refused (SettingsError) on a non-loopback ``host`` unless Pyro4 is configured for TLS
+    (:func:`hpo_service.pyro_setup.configure_pyro`) or ``allow_insecure``.
+    """
+    if not tls_enabled() and not allow_insecure and not is_loopback(host):
+        raise SettingsError(
+            f"the nameserver would listen on {host or 'every interface'} without TLS: anyone who reaches "
+            "it could control the run; give the run's certificates or allow it explicitly (HPO_INSECURE)"
+        )
     _, daemon, _ = Pyro4.naming.startNS(host=host, port=port, enableBroadcast=False)
     started = time.monotonic()
     watch = RunWatch(daemon.nameserver, run_id)

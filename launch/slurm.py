@@ -54,7 +54,13 @@ def master_arguments(master: MasterSettings) -> list[str]:
         "--n-iterations", str(master.n_iterations), "--seed", str(master.seed),
         "--min-workers", str(master.min_workers), "--space", master.space,
         *(["--dataset", master.dataset] if master.dataset else []),
+        "--tls-dir", str(tls_dir(master)),
     ]  # fmt: skip
+
+
+def tls_dir(master: MasterSettings) -> Path:
+    """The run's TLS credentials, on the shared filesystem with the run dir (docs/security.md)."""
+    return master.run_dir / "tls"
 
 
 def worker_arguments(settings: SlurmSettings) -> list[str]:
@@ -62,6 +68,7 @@ def worker_arguments(settings: SlurmSettings) -> list[str]:
     arguments = ["-m", "workers", "--run-id", master.run_id, "--run-dir", str(master.run_dir)]
     arguments += ["--dataset", settings.dataset, "--threads", str(settings.cpus_per_task)]
     arguments += ["--device", "cuda" if settings.gpus_per_task else "cpu", "--seed", str(master.seed)]
+    arguments += ["--tls-dir", str(tls_dir(master))]
     if settings.data_dir is not None:
         arguments += ["--data-dir", str(settings.data_dir)]
     # The master may wait in the queue of its own step a little: give the workers time to find it.
@@ -95,10 +102,13 @@ def sbatch_script(settings: SlurmSettings) -> str:
     master_line = f"exec {python} {quoted(master_arguments(master))} {host}"
     worker_line = f"exec {python} {quoted(worker_arguments(settings))} {host}"
     worker_gpus = f" --gpus-per-task={settings.gpus_per_task}" if settings.gpus_per_task else ""
+    credentials = shlex.quote(str(tls_dir(master)))
     body = [
         "set -euo pipefail",
         *([settings.setup] if settings.setup else []),
         f"mkdir -p {shlex.quote(str(master.run_dir.parent))}",
+        "# The run's TLS credentials: every connection between its tasks is mutually authenticated.",
+        f"[ -e {credentials} ] || {python} -m hpo_service.tls {credentials}",
         "# Task 1: the master and its nameserver; it writes nameserver.json into the run dir.",
         f"srun --ntasks=1 --nodes=1 --exact --gres=none bash -c {shlex.quote(master_line)} &",
         "master=$!",

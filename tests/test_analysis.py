@@ -477,11 +477,15 @@ def test_cli_default_prints_summary_and_writes_the_plot(
     directory = make_pickle_run_dir()
     assert main([str(directory)]) == 0
     out = capsys.readouterr().out
-    assert "read from   results.pkl" in out
+    assert "read from   configs.json + results.json" in out  # the JSON logs by default, not the pickle
     assert "(1, 0, 1) on budget 9" in out
     assert "learning_rate = 0.02" in out
     assert f"incumbent plot (max-budget): {directory / 'incumbents.png'}" in out
     assert (directory / "incumbents.png").stat().st_size > 0
+    for name in ("configs.json", "results.json"):  # a named run dir with only a pickle: read from it
+        (directory / name).unlink()
+    assert main([str(directory)]) == 0
+    assert "read from   results.pkl" in capsys.readouterr().out
 
 
 def test_cli_several_run_dirs_plot_into_the_current_dir(

@@ -9,10 +9,17 @@ from pathlib import Path
 import Pyro4
 import pytest
 
+from hpo_service import tls
 from hpo_service.nameserver import LocalNameserver
 from launch import container
 from launch.nameserver_role import ended_name
 from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A run's TLS directory, for command lines that the roles' CLIs check."""
+    return str(tls.generate(tmp_path_factory.mktemp("tls") / "run").directory)
 
 
 def test_master_command_from_environment_leaves_unset_and_empty_values_to_the_cli() -> None:
@@ -29,14 +36,45 @@ def test_master_command_from_environment_leaves_unset_and_empty_values_to_the_cl
     assert "--eta" not in arguments and "--min-budget" not in arguments
 
 
-def test_master_command_parses_with_the_master_cli() -> None:
+def test_master_command_parses_with_the_master_cli(certificates: str) -> None:
     from hpo_service.__main__ import build_parser, settings_from_args
 
     environment = {"HPO_RUN_ID": "x", "HPO_ADVERTISE_HOST": "10.0.0.5", "HPO_OPTIMIZER": "hyperband"}
+    environment["HPO_TLS_DIR"] = certificates
     settings = settings_from_args(build_parser().parse_args(container.master_command(environment)[3:]))
     assert settings.optimizer == "hyperband"
     assert settings.shutdown_workers  # the master's exit ends the run: it stops the workers
     assert str(settings.nameserver) == "nameserver:9090"
+    assert str(settings.tls_dir) == certificates
+
+
+def test_roles_use_the_runs_certificates_unless_insecure() -> None:
+    arguments = container.master_command({"HPO_RUN_ID": "study", "HPO_ADVERTISE_HOST": "10.0.0.5"})
+    assert arguments[arguments.index("--tls-dir") + 1] == "/tls/study"
+    worker = container.worker_command({"HPO_RUN_ID": "study", "HPO_TLS_DIR": "/secrets/run"}, "172.19.0.4")
+    assert worker[worker.index("--tls-dir") + 1] == "/secrets/run"
+    insecure = {"HPO_INSECURE": "true", "HPO_ADVERTISE_HOST": "10.0.0.5"}
+    for command in (container.master_command(insecure), container.worker_command(insecure, "172.19.0.4")):
+        assert "--insecure" in command and "--tls-dir" not in command
+
+
+def test_tls_role_makes_the_certificates_once_per_run_id(tmp_path: Path) -> None:
+    environment = {"HPO_RUN_ID": "study", "HPO_TLS_ROOT": str(tmp_path)}
+    assert container.make_tls(environment) == 0
+    made = tls.check(tmp_path / "study")
+    first = made.key.read_bytes()
+    assert container.make_tls(environment) == 0  # a second `up` of the same run keeps them
+    assert made.key.read_bytes() == first
+    assert made.key.stat().st_mode & 0o077 == 0
+
+
+def test_roles_without_certificates_fail_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPO_TLS_ROOT", str(tmp_path))
+    assert container.main(["health", "nameserver"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "ca.pem is missing" in error and "HPO_INSECURE" in error
 
 
 def test_worker_command_for_mnist_reads_the_mounted_data_dir() -> None:
@@ -54,10 +92,11 @@ def test_worker_command_for_mnist_reads_the_mounted_data_dir() -> None:
     assert "--data-dir" not in digits
 
 
-def test_worker_command_parses_with_the_worker_cli() -> None:
+def test_worker_command_parses_with_the_worker_cli(certificates: str) -> None:
     from workers.__main__ import build_parser, settings_from_args
 
-    command = container.worker_command({"HPO_RUN_ID": "r", "HPO_N_WORKERS": "2"}, "172.19.0.4")
+    environment = {"HPO_RUN_ID": "r", "HPO_N_WORKERS": "2", "HPO_TLS_DIR": certificates}
+    command = container.worker_command(environment, "172.19.0.4")
     settings = settings_from_args(build_parser().parse_args(command[3:]))
     assert settings.run_id == "r"
     assert settings.workers_on_host == 2
@@ -113,13 +152,14 @@ def test_reverse_lookup_without_a_dns_server_is_none() -> None:
 
 def test_health_of_nameserver_and_missing_master() -> None:
     with LocalNameserver("127.0.0.1", 0) as address:
-        environment = {"HPO_NAMESERVER": str(address), "HPO_RUN_ID": "health"}
+        # A plain nameserver on loopback: what is under test is the health logic, not TLS.
+        environment = {"HPO_NAMESERVER": str(address), "HPO_RUN_ID": "health", "HPO_INSECURE": "true"}
         assert container.health(environment, "nameserver") == 0
         assert container.health(environment, "master") == 1
         with Pyro4.locateNS(host=address.host, port=address.port) as proxy:
             proxy.register("hpbandster.run_health.dispatcher", "PYRO:x@127.0.0.1:1")
         assert container.health(environment, "master") == 0
-    assert container.health({"HPO_NAMESERVER": str(address)}, "master") == 1  # nameserver gone
+    assert container.health({"HPO_NAMESERVER": str(address), "HPO_INSECURE": "1"}, "master") == 1  # gone
 
 
 def test_unknown_role_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,6 +177,7 @@ def test_master_role_announces_the_end_even_when_the_master_fails(tmp_path: Path
             "HPO_RUN_ID": "failed",
             "HPO_RUNS_ROOT": str(tmp_path / "runs"),
             "HPO_ADVERTISE_HOST": "127.0.0.1",
+            "HPO_INSECURE": "true",
             "PYTHONPATH": str(REPO),
         }
         assert container.run_master(environment, []) == 2

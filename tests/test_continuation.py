@@ -303,10 +303,12 @@ def test_continuation_source_rules(tmp_path: Path, caplog: pytest.LogCaptureFixt
 def test_the_launcher_passes_precision_and_continuation_to_master_and_workers(tmp_path: Path) -> None:
     from hpo_service.__main__ import build_parser as master_parser
     from hpo_service.__main__ import settings_from_args as master_settings
+    from hpo_service.tls import generate as generate_tls
     from launch.local import build_parser, settings_from_args
     from workers.__main__ import build_parser as worker_parser
     from workers.__main__ import settings_from_args as worker_settings
 
+    generate_tls(tmp_path / "run" / "tls")  # launch() makes them before anything starts; the CLIs check them
     arguments = ["--run-dir", str(tmp_path / "run"), "--precision", "bf16", "--no-continuation"]
     launch = settings_from_args(build_parser().parse_args([*arguments, "--keep-checkpoints"]))
     master = master_settings(master_parser().parse_args(launch.master_command()[3:]))
