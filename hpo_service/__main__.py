@@ -20,6 +20,7 @@ from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, add_sweep_arguments, sweep_options_from_args
+from hpo_service.tls import add_tls_arguments
 
 logger = logging.getLogger("hpo_service.master")
 
@@ -75,11 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address the master (and its nameserver) listens on"
     )
+    add_tls_arguments(parser)
     parser.add_argument(
         "--nameserver-port", type=int, default=0, help="port of the nameserver it starts (0: any free port)"
     )
     parser.add_argument(
-        "--ping-interval", type=int, default=10, help="seconds between worker discovery rounds"
+        "--ping-interval",
+        type=int,
+        default=MasterSettings.ping_interval,
+        help="seconds between checks of every worker: a dead or frozen worker is found within about this",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=MasterSettings.max_attempts,
+        help="dispatches of a job whose worker dies or cannot be reached, in all, before it is recorded as "
+        "failed (1: never re-dispatched); a configuration's own failure is never retried",
+    )
+    parser.add_argument(
+        "--job-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a job that runs longer and record it as timed out (default: no limit)",
     )
     parser.add_argument("--keep-workers", action="store_true", help="do not shut workers down at the end")
     parser.add_argument(
@@ -119,7 +138,11 @@ def process_options(args: argparse.Namespace) -> dict[str, Any]:
         "nameserver": args.nameserver,
         "host": args.host,
         "nameserver_port": args.nameserver_port,
+        "tls_dir": args.tls_dir,
+        "allow_insecure": args.insecure,
         "ping_interval": args.ping_interval,
+        "max_attempts": args.max_attempts,
+        "job_timeout": args.job_timeout,
         "shutdown_workers": not args.keep_workers,
         "keep_checkpoints": args.keep_checkpoints,
     }

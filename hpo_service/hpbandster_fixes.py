@@ -1,7 +1,8 @@
 """Our thin layer of fixes around HpBandSter 0.7.4 (unmaintained), in one place.
 
-Each fix names the upstream failure it prevents; ``tests/test_hpbandster_fixes.py`` reproduces each
-failure on stock HpBandSter and shows the fix.
+Each fix names the upstream failure it prevents; ``tests/test_hpbandster_fixes.py``,
+``tests/test_deadlocks.py`` (the dispatcher's single-fault deadlocks, each hanging on stock HpBandSter),
+``tests/test_dispatch.py`` and ``tests/test_failures.py`` reproduce each failure and show the fix.
 
 1. Numpy values on the wire (numpy 2 / ConfigSpace 1.x): configurations become builtins as they leave
    the config generator (so the logs and the final ``Result`` hold them too), budgets in
@@ -17,8 +18,11 @@ failure on stock HpBandSter and shows the fix.
 5. ``Worker.__init__`` calls ``logging.basicConfig(DEBUG)`` when given no logger: :class:`ServiceWorker`
    always passes one.
 6. ``Worker._run`` asks the dispatcher to discover workers *before* registering itself in the nameserver,
-   so a worker joining a running search idles until the next ping interval (10 s and more):
-   :meth:`ServiceWorker._run` asks again once its name is registered.
+   so a worker joining a running search idles until the next ping interval (10 s and more); it registers
+   only once (a restarted nameserver or a resumed master never finds it) and waits forever for a master
+   that never comes (a wrong run id): :class:`hpo_service.membership.Membership`, run by
+   :meth:`ServiceWorker._run`, keeps it registered, greets every new dispatcher of its run once it is
+   registered, and gives up with a reason (``ServiceWorker.exit_error``) after ``MASTER_PATIENCE``.
 7. Worker names are host name + pid: two containers on the host network (same host name, both pid 7)
    register under one name and one of them never gets a job: :class:`ServiceWorker` adds a random id.
 
@@ -37,6 +41,12 @@ Idle workers (``tests/test_dispatch.py``; effect measured by ``benchmarks/dispat
    worker's kept connection holds one thread of the master's Pyro pool (``THREADPOOL_SIZE``, 256).
    Discovery looks only for new workers when one announces itself (upstream checked all of them, at start-up
    with N workers N times), loses no announcement, and does not free a worker just sent a job.
+Failures (issue 5), in :mod:`hpo_service.dispatch`: jobs of dead workers are re-dispatched up to
+``max_attempts`` times; ``job_timeout`` stops and records long jobs (:meth:`ServiceWorker.cancel_job`,
+:meth:`ServiceWorker.job_cancelled`); every call to a worker has a timeout (a frozen worker blocked
+upstream's discovery forever); a dispatcher whose nameserver entry vanished (nameserver restart)
+registers again at the next discovery round.
+
 10. BOHB's generator needs ~60 ms of master CPU per model-based configuration:
     :class:`hpo_service.bohb_generator.FastBOHBGenerator` returns the same configurations ~30x cheaper.
 """
@@ -48,7 +58,6 @@ import json
 import logging
 import os
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -61,7 +70,8 @@ from hpbandster.core.master import Master
 from hpbandster.core.result import json_result_logger
 from hpbandster.core.worker import Worker
 
-from hpo_service.dispatch import ServiceDispatcher
+from hpo_service.dispatch import MAX_ATTEMPTS, ServiceDispatcher
+from hpo_service.membership import Membership, NameserverSource
 from hpo_service.records import EvaluationResult, JobStatus
 from hpo_service.wire import budget_to_builtin, json_safe, to_builtins
 
@@ -73,6 +83,8 @@ ResultListener = Callable[[Job], None]
 WORKER_SHUTDOWN_TIMEOUT = 5.0
 # Jobs sampled ahead and waiting in the dispatcher, so a worker that finishes gets its next job at once.
 PREFETCH_JOBS = 1
+# Seconds a worker waits for its run's master (or a lost nameserver) before it gives up and exits.
+MASTER_PATIENCE = 120.0
 
 
 class FixedMaster(Master):
@@ -83,9 +95,13 @@ class FixedMaster(Master):
         *args: Any,
         result_listener: ResultListener | None = None,
         prefetch_jobs: int = PREFETCH_JOBS,
+        max_attempts: int = MAX_ATTEMPTS,
+        job_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.result_listener = result_listener
+        # Read by the dispatcher setter below, which Master.__init__ calls.
+        self._dispatcher_options = {"max_attempts": max_attempts, "job_timeout": job_timeout}
         # Queue sizes are relative to the number of workers: keep every worker busy and `prefetch_jobs` more
         # sampled and waiting in the dispatcher (upstream: none waiting, see the module text).
         kwargs.setdefault("job_queue_sizes", (prefetch_jobs - 1, prefetch_jobs))
@@ -99,7 +115,7 @@ class FixedMaster(Master):
     def dispatcher(self, stock: Dispatcher) -> None:
         # Master.__init__ builds upstream's Dispatcher and starts its thread on the next line; a Dispatcher's
         # constructor only stores its arguments, so ours takes them over before anything runs.
-        self._dispatcher = ServiceDispatcher.like(stock)
+        self._dispatcher = ServiceDispatcher.like(stock, **self._dispatcher_options)
 
     def adopt_config_generator(self, generator: Any) -> Any:
         """Hook: the generator this master uses instead of the optimizer's own (default: the same)."""
@@ -250,19 +266,45 @@ class ServiceWorker(Worker):
     ``error`` and the traceback as reason, so the master never waits on a dead callback.
     """
 
-    def __init__(self, run_id: str, *, worker_logger: logging.Logger | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        worker_logger: logging.Logger | None = None,
+        nameserver_source: NameserverSource | None = None,
+        patience: float = MASTER_PATIENCE,
+        **kwargs: Any,
+    ) -> None:
         # Upstream names a worker by host name and pid only; containers on the host network share the host
         # name and often the pid, and a second worker with the same name silently replaces the first in the
         # nameserver. A random suffix keeps every worker's name its own.
         kwargs.setdefault("id", uuid.uuid4().hex[:8])
         super().__init__(run_id, logger=worker_logger or logging.getLogger("hpbandster.worker"), **kwargs)
         self.shutdown_requested = False
+        # Why this worker stopped on its own (no master, nameserver gone); None when the master stopped it.
+        self.exit_error: str | None = None
         self._dispatcher: Any = None
+        self._membership = Membership(self, nameserver_source, patience=patience)
+        self._current_job: tuple[Any, ...] | None = None
+        self._cancelled = threading.Event()
+
+    def job_cancelled(self) -> bool:
+        """True once the master asked to stop the running job (job timeout): :meth:`evaluate` polls it."""
+        return self._cancelled.is_set()
+
+    @Pyro4.expose
+    @Pyro4.oneway
+    def cancel_job(self, job_id: Any) -> None:
+        if self._current_job is not None and tuple(job_id) == self._current_job:
+            self.logger.warning("job %s: the master asked to stop it (job timeout)", self._current_job)
+            self._cancelled.set()
 
     def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
         raise NotImplementedError
 
     def compute(self, config_id: Any, config: Any, budget: Any, working_directory: Any) -> dict[str, Any]:
+        self._current_job = tuple(config_id)
+        self._cancelled.clear()
         try:
             result = self.evaluate(tuple(config_id), dict(config), float(budget))
         except Exception as error:  # any fault must still produce a result for the master
@@ -270,6 +312,8 @@ class ServiceWorker(Worker):
             result = EvaluationResult.failure(
                 f"{type(error).__name__}: {error}", JobStatus.ERROR, {"traceback": traceback.format_exc()}
             )
+        finally:
+            self._current_job = None
         return to_builtins(result.to_wire())
 
     @Pyro4.expose
@@ -297,23 +341,9 @@ class ServiceWorker(Worker):
         super().shutdown()
 
     def _run(self) -> None:
-        announcer = threading.Thread(target=self._announce, name="announce", daemon=True)
-        announcer.start()
-        super()._run()
-
-    def _announce(self, timeout: float = 30.0, interval: float = 0.25) -> None:
-        """Once this worker is in the nameserver, ask the run's dispatcher to discover it now."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.shutdown_requested:
-            try:
-                with Pyro4.locateNS(self.nameserver, port=self.nameserver_port) as nameserver:
-                    if self.worker_id in nameserver.list(prefix=self.worker_id):
-                        dispatchers = nameserver.list(prefix=f"hpbandster.run_{self.run_id}.dispatcher")
-                        for uri in dispatchers.values():
-                            with Pyro4.Proxy(uri) as dispatcher:
-                                dispatcher._pyroTimeout = 5.0
-                                dispatcher.trigger_discover_worker()
-                        return
-            except Pyro4.errors.PyroError as error:
-                self.logger.debug("announcing to the dispatcher: %s", error)
-            time.sleep(interval)
+        # Upstream registers once; membership keeps this worker registered and known to the run's master.
+        self._membership.start()
+        try:
+            super()._run()
+        finally:
+            self._membership.stop()

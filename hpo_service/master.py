@@ -36,6 +36,7 @@ from hpo_service.records import RunDescription
 from hpo_service.settings import MasterSettings, check_fresh_run_dir
 from hpo_service.space import load_space, write_space
 from hpo_service.sweeps.setup import apply_space_from_sweep, optimizer_arguments, prepare_sweep
+from hpo_service.tls import TlsFiles
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,8 @@ def nameserver_for(settings: MasterSettings) -> Iterator[NameserverAddress]:
 
 def run_master(settings: MasterSettings) -> Result:
     """Run the whole search; results land in ``settings.run_dir`` as they arrive. Returns the Result."""
-    configure_pyro()
+    # TLS (or not) for every Pyro connection of this process, before any exists.
+    configure_pyro(TlsFiles(settings.tls_dir) if settings.tls_dir is not None else None)
     run_dir = settings.run_dir
     logged = resume.load_run(run_dir) if settings.resume else None
     if logged is None:
@@ -191,6 +193,8 @@ def run_master(settings: MasterSettings) -> Result:
             nameserver_port=address.port,
             host=settings.host,
             ping_interval=settings.ping_interval,
+            max_attempts=settings.max_attempts,
+            job_timeout=settings.job_timeout,
             working_directory=str(run_dir),
             result_logger=result_log,
             result_listener=chain_listeners(progress, janitor),

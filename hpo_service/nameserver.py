@@ -102,8 +102,16 @@ def wait_for_nameserver(address: NameserverAddress, timeout: float, interval: fl
             return
         except Pyro4.errors.PyroError as error:
             if time.monotonic() >= deadline:
+                cause = error.__cause__ or error
+                # A TLS peer closes a connection whose credentials it does not accept.
+                hint = (
+                    "; it closed the connection: is this process given the run's --tls-dir?"
+                    if isinstance(cause, Pyro4.errors.ConnectionClosedError) or "SSL" in str(cause)
+                    else ""
+                )
+                detail = str(error) if cause is error else f"{error}: {cause}"
                 raise NameserverError(
-                    f"no nameserver answered at {address} within {timeout:g} s ({error})"
+                    f"no nameserver answered at {address} within {timeout:g} s ({detail}){hint}"
                 ) from error
             time.sleep(interval)
 
@@ -130,6 +138,15 @@ def read_credentials(run_dir: Path, timeout: float, interval: float = 0.2) -> Na
         return NameserverAddress(str(data["host"]), int(data["port"]))
     except (ValueError, KeyError, TypeError) as error:
         raise NameserverError(f"{path} is not a valid nameserver file: {error}") from error
+
+
+def current_credentials(run_dir: Path) -> NameserverAddress | None:
+    """The address ``nameserver.json`` names now, or None while there is none (a resumed master writes a
+    new one): workers follow it (:mod:`hpo_service.membership`)."""
+    try:
+        return read_credentials(run_dir, timeout=0)
+    except NameserverError:
+        return None
 
 
 def remove_credentials(run_dir: Path) -> None:

@@ -22,6 +22,8 @@ class JobStatus(str, enum.Enum):
     FAILED = "failed"
     # Something outside the configuration: data missing, worker fault.
     ERROR = "error"
+    # Ran longer than the run's job timeout and was stopped (the master records it; worst loss).
+    TIMEOUT = "timeout"
 
 
 # The loss reported for a configuration that failed: the worst possible validation error.

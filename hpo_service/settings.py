@@ -13,6 +13,8 @@ from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.space import check_space_spec
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
 from hpo_service.sweeps.setup import check_study
+from hpo_service.tls import check as check_tls
+from hpo_service.tls import require_authentication
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,16 @@ class MasterSettings:
     nameserver: NameserverAddress | None = None
     host: str = "127.0.0.1"
     nameserver_port: int = 0
-    ping_interval: int = 10
+    # The run's TLS credentials (hpo_service.tls): every Pyro connection authenticated both ways.
+    tls_dir: Path | None = None
+    # Listen on a non-loopback --host without tls_dir (anyone who reaches it could control the run).
+    allow_insecure: bool = False
+    # Seconds between checks of every worker: a dead or frozen worker is found within about this long.
+    ping_interval: int = 2
+    # Dispatches of a job whose worker died or never got it, in all (1: never re-dispatched).
+    max_attempts: int = 3
+    # Seconds a job may run before it is stopped and recorded as timed out; None: no limit.
+    job_timeout: float | None = None
     shutdown_workers: bool = True
     # The workers' dataset: its input shape decides which architectures the space forbids.
     dataset: str = "digits"
@@ -69,8 +80,15 @@ class MasterSettings:
             raise SettingsError(f"--min-workers must be at least 1, got {self.min_workers}")
         if self.ping_interval < 1:
             raise SettingsError(f"--ping-interval must be at least 1 second, got {self.ping_interval}")
+        if self.max_attempts < 1:
+            raise SettingsError(f"--max-attempts must be at least 1, got {self.max_attempts}")
+        if self.job_timeout is not None and not self.job_timeout > 0:
+            raise SettingsError(f"--job-timeout must be positive, got {self.job_timeout:g}")
         if not 0 <= self.nameserver_port < 65536:
             raise SettingsError(f"--nameserver-port must be in 0..65535, got {self.nameserver_port}")
+        require_authentication(self.host, self.tls_dir, self.allow_insecure)
+        if self.tls_dir is not None:
+            check_tls(self.tls_dir)
         if not self.run_id or any(character in self.run_id for character in " /\\:"):
             raise SettingsError(f"--run-id {self.run_id!r}: use letters, digits, '-', '_' or '.'")
         if self.dataset not in DATASET_SHAPES:

@@ -2,8 +2,11 @@
 
 The search is configured by ``HPO_*`` environment variables (``.env.example`` lists them); a variable
 that is unset or empty leaves the command-line default of the role's own CLI, so the defaults live in one
-place. Roles: ``nameserver``, ``master``, ``worker``, ``analysis`` (arguments pass through) and
-``health ROLE`` (the compose healthchecks).
+place. Roles: ``nameserver``, ``master``, ``worker``, ``analysis`` (arguments pass through),
+``health ROLE`` (the compose healthchecks) and ``tls`` (compose's init service: the run's certificates).
+
+Every Pyro connection uses mutual TLS with the run's certificates in ``HPO_TLS_DIR`` (default
+``/tls/RUN_ID``, the volume the ``tls`` role writes); ``HPO_INSECURE=true`` runs without them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
@@ -24,11 +28,12 @@ from launch.local import visible_gpus
 
 logger = logging.getLogger("launch.container")
 
-ROLES = ("nameserver", "master", "worker", "analysis", "health")
+ROLES = ("nameserver", "master", "worker", "analysis", "health", "tls")
 DEFAULT_RUN_ID = "compose"
 DEFAULT_RUNS_ROOT = "/runs"
 DEFAULT_DATA_DIR = "/data"
 DEFAULT_NAMESERVER_PORT = 9090
+DEFAULT_TLS_ROOT = "/tls"
 DOCKER_DNS = "127.0.0.11"
 
 # Environment variable -> option of `python -m hpo_service`.
@@ -43,6 +48,8 @@ MASTER_OPTIONS = {
     "HPO_DATASET": "--dataset",
     "HPO_N_WORKERS": "--min-workers",
     "HPO_PING_INTERVAL": "--ping-interval",
+    "HPO_MAX_ATTEMPTS": "--max-attempts",
+    "HPO_JOB_TIMEOUT": "--job-timeout",
     "HPO_BASE": "--base",
     "HPO_VARY": "--vary",
     "HPO_REPEATS": "--repeats",
@@ -129,6 +136,7 @@ def master_command(environment: Mapping[str, str]) -> list[str]:
     command += ["--host", advertised_host(environment)]
     command += continuation_options(environment)
     command += ["--keep-checkpoints"] if switch(environment, "HPO_KEEP_CHECKPOINTS") else []
+    command += tls_options(environment)
     return command + options(environment, MASTER_OPTIONS)
 
 
@@ -198,6 +206,7 @@ def worker_command(environment: Mapping[str, str], address: str) -> list[str]:
     workers_on_host = value(environment, "HPO_WORKERS_ON_HOST") or value(environment, "HPO_N_WORKERS")
     if workers_on_host is not None:
         command += ["--workers-on-host", workers_on_host]
+    command += tls_options(environment)
     return command + options(environment, WORKER_OPTIONS)
 
 
@@ -212,13 +221,62 @@ def worker_environment(environment: Mapping[str, str], address: str) -> dict[str
     return result
 
 
-def serve_nameserver(environment: Mapping[str, str]) -> int:
+def tls_dir(environment: Mapping[str, str]) -> str | None:
+    """The run's credentials: ``HPO_TLS_DIR``, else ``/tls/RUN_ID``; None with ``HPO_INSECURE=true``."""
+    if switch(environment, "HPO_INSECURE"):
+        return None
+    root = value(environment, "HPO_TLS_ROOT", DEFAULT_TLS_ROOT) or DEFAULT_TLS_ROOT
+    return value(environment, "HPO_TLS_DIR", f"{root}/{run_id(environment)}")
+
+
+def tls_options(environment: Mapping[str, str]) -> list[str]:
+    """``--tls-dir DIR`` for the master and the workers, or ``--insecure`` with ``HPO_INSECURE=true``
+    (they listen on the container's address, which other containers and machines reach)."""
+    directory = tls_dir(environment)
+    return ["--insecure"] if directory is None else ["--tls-dir", directory]
+
+
+def configure_pyro_for(environment: Mapping[str, str]) -> None:
+    """TLS (or, with ``HPO_INSECURE=true``, none) for this process's own Pyro calls; SettingsError saying
+    what is missing when the certificates are not there."""
+    from hpo_service.errors import SettingsError
     from hpo_service.pyro_setup import configure_pyro
+    from hpo_service.tls import check
+
+    directory = tls_dir(environment)
+    if directory is None:
+        configure_pyro()
+        return
+    try:
+        configure_pyro(check(Path(directory)))
+    except SettingsError as error:
+        raise SettingsError(
+            f"{error}; compose's tls service writes them (HPO_INSECURE=true: no TLS, trusted networks only)"
+        ) from None
+
+
+def make_tls(environment: Mapping[str, str]) -> int:
+    """The ``tls`` role: the run's certificates in :func:`tls_dir`, made once per run id and kept for
+    every later ``up`` of the same run (a restarted worker, a resumed run, workers on other machines)."""
+    from hpo_service.tls import ensure
+
+    directory = tls_dir(environment)
+    if directory is None:
+        logger.warning("HPO_INSECURE=true: no TLS; anyone who reaches the ports can control the run")
+        return 0
+    hosts = [nameserver(environment).host, "master", "worker"]
+    hosts += [value(environment, "HPO_ADVERTISE_HOST") or ""]
+    files = ensure(Path(directory), hosts)
+    logger.info("TLS credentials of run %s: %s", run_id(environment), files.directory)
+    return 0
+
+
+def serve_nameserver(environment: Mapping[str, str]) -> int:
     from launch.nameserver_role import serve_until_run_ends
 
-    configure_pyro()
+    configure_pyro_for(environment)
     port = int(value(environment, "HPO_NAMESERVER_PORT", str(DEFAULT_NAMESERVER_PORT)) or 0)
-    return serve_until_run_ends(port, run_id(environment))
+    return serve_until_run_ends(port, run_id(environment), allow_insecure=tls_dir(environment) is None)
 
 
 def health(environment: Mapping[str, str], role: str) -> int:
@@ -226,9 +284,7 @@ def health(environment: Mapping[str, str], role: str) -> int:
     import Pyro4
     import Pyro4.errors
 
-    from hpo_service.pyro_setup import configure_pyro
-
-    configure_pyro()
+    configure_pyro_for(environment)
     address = nameserver(environment)
     host = "127.0.0.1" if role == "nameserver" else address.host
     try:
@@ -271,10 +327,9 @@ def announce_end(environment: Mapping[str, str], code: int) -> None:
     import Pyro4
     import Pyro4.errors
 
-    from hpo_service.pyro_setup import configure_pyro
     from launch.nameserver_role import ended_name
 
-    configure_pyro()
+    configure_pyro_for(environment)
     address = nameserver(environment)
     try:
         with Pyro4.locateNS(host=address.host, port=address.port) as proxy:
@@ -305,6 +360,8 @@ def run_role(role: str, rest: list[str], environment: dict[str, str]) -> int:
         return health(environment, rest[0] if rest else "nameserver")
     if role == "nameserver":
         return serve_nameserver(environment)
+    if role == "tls":
+        return make_tls(environment)
     if role == "master":
         return run_master(environment, rest)
     if role == "analysis":

@@ -32,6 +32,8 @@ from hpo_service.sweeps.options import (
     add_sweep_arguments,
     sweep_options_from_args,
 )
+from hpo_service.tls import ensure as ensure_tls
+from hpo_service.tls import is_loopback
 from workers.settings import DATASETS, PRECISIONS
 
 logger = logging.getLogger("launch.local")
@@ -41,6 +43,11 @@ OPTIMIZERS = ("bohb", "hyperband", "randomsearch", *STUDY_OPTIMIZERS)
 WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "536870912"}
 MASTER_STOP_GRACE = 15.0
 WORKER_STOP_GRACE = 10.0
+# Replacements per worker slot for a worker killed mid-run (OOM killer, kill -9), as compose's restart
+# policy does; the master re-dispatches its job either way.
+WORKER_RESTARTS = 3
+# The run's certificates, under its run dir (workers given only --run-dir find them there too).
+TLS_SUBDIR = "tls"
 
 
 class LaunchError(Exception):
@@ -70,8 +77,12 @@ class LaunchSettings:
     precision: str = "auto"
     continuation: bool = True
     keep_checkpoints: bool = False
+    max_attempts: int = MasterSettings.max_attempts
+    job_timeout: float | None = None
     # --resume RUN_DIR: the master continues the run (the run-defining fields come from the run).
     resume: bool = False
+    # Mutual TLS with certificates made for this run in RUN_DIR/tls (--no-tls: off, loopback only).
+    tls: bool = True
 
     def __post_init__(self) -> None:
         if self.n_workers < 1:
@@ -80,6 +91,12 @@ class LaunchSettings:
             raise LaunchError(f"--data-dir {self.data_dir} is not a directory")
         if self.dataset != "digits" and self.data_dir is None and not self.download:
             raise LaunchError(f"--dataset {self.dataset} needs --data-dir (or --download with internet)")
+        if not self.tls and not is_loopback(self.host):
+            raise LaunchError(f"--no-tls needs a loopback --host, not {self.host}: anyone who reaches the "
+                              "ports could control the run")  # fmt: skip
+        if not self.tls and (self.run_dir / TLS_SUBDIR).exists():
+            raise LaunchError(f"--no-tls: {self.run_dir / TLS_SUBDIR} exists and the workers would use it; "
+                              "leave out --no-tls or remove that directory")  # fmt: skip
         try:
             self.master_settings()
             if not self.resume:  # the master would refuse too, but only after the workers started
@@ -88,20 +105,31 @@ class LaunchSettings:
             raise LaunchError(str(error)) from error
 
     def master_settings(self) -> MasterSettings:
-        """What the master will be given; built here too so bad values fail before any process starts."""
+        """What the master will be given; built here too so bad values fail before any process starts.
+
+        Without its TLS directory, which :func:`launch` makes later: a non-loopback host is refused in
+        ``__post_init__`` unless TLS is on."""
         return MasterSettings(
+            allow_insecure=True,
             run_dir=self.run_dir, run_id=self.run_id, optimizer=self.optimizer, min_budget=self.min_budget,
             max_budget=self.max_budget, eta=self.eta, n_iterations=self.n_iterations, seed=self.seed,
             min_workers=self.n_workers, space=self.space, host=self.host, dataset=self.dataset,
             sweep=self.sweep, continuation=self.continuation, keep_checkpoints=self.keep_checkpoints,
-            resume=self.resume,
+            resume=self.resume, max_attempts=self.max_attempts, job_timeout=self.job_timeout,
         )  # fmt: skip
+
+    def failure_options(self) -> list[str]:
+        """The master's options for jobs that fail outside the configuration (the same on --resume)."""
+        options = ["--max-attempts", str(self.max_attempts)]
+        return options + ([] if self.job_timeout is None else ["--job-timeout", repr(self.job_timeout)])
 
     def master_command(self) -> list[str]:
         if self.resume:  # the master reads the run's settings from the run dir
             command = [sys.executable, "-m", "hpo_service", "--resume", str(self.run_dir),
                        "--min-workers", str(self.n_workers), "--host", self.host]  # fmt: skip
             command += ["--keep-checkpoints"] if self.keep_checkpoints else []
+            command += self.failure_options()
+            command += self.tls_options()
             return command + (["--verbose"] if self.verbose else [])
         command = [
             sys.executable, "-m", "hpo_service",
@@ -115,7 +143,13 @@ class LaunchSettings:
         ]  # fmt: skip
         command += [] if self.continuation else ["--no-continuation"]
         command += ["--keep-checkpoints"] if self.keep_checkpoints else []
+        command += self.failure_options()
+        command += self.tls_options()
         return command + (["--verbose"] if self.verbose else [])
+
+    def tls_options(self) -> list[str]:
+        """``--tls-dir RUN_DIR/tls`` for the master and every worker (empty with ``--no-tls``)."""
+        return ["--tls-dir", str(self.run_dir / TLS_SUBDIR)] if self.tls else []
 
     def worker_command(self, device: str) -> list[str]:
         command = [
@@ -133,6 +167,7 @@ class LaunchSettings:
             command.append("--download")
         if self.train_limit is not None:
             command += ["--train-limit", str(self.train_limit)]
+        command += self.tls_options()
         return command + (["--verbose"] if self.verbose else [])
 
 
@@ -167,13 +202,36 @@ class ProcessGroup:
     def __init__(self) -> None:
         self.master: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        # Per worker slot: how it is started, and how often it was replaced.
+        self.worker_starts: list[tuple[list[str], dict[str, str]]] = []
+        self.restarts: list[int] = []
 
     def start_master(self, command: list[str]) -> None:
         self.master = subprocess.Popen(command, start_new_session=True)
 
     def start_worker(self, command: list[str], extra_environment: dict[str, str]) -> None:
+        self.worker_starts.append((command, extra_environment))
+        self.restarts.append(0)
+        self.workers.append(self._spawn(command, extra_environment))
+
+    def _spawn(self, command: list[str], extra_environment: dict[str, str]) -> subprocess.Popen[bytes]:
         environment = {**os.environ, **WORKER_ENVIRONMENT, **extra_environment}
-        self.workers.append(subprocess.Popen(command, env=environment, start_new_session=True))
+        return subprocess.Popen(command, env=environment, start_new_session=True)
+
+    def replace_dead_workers(self) -> None:
+        """Start a new worker for each one killed by a signal (OOM killer, kill -9, a crash in native code)
+        while the master runs, up to WORKER_RESTARTS per slot. One that exited (a bad setting, given up)
+        would only fail again, and one the master shut down exits with 0."""
+        for index, process in enumerate(self.workers):
+            code = process.poll()
+            if code is None or code >= 0 or self.restarts[index] >= WORKER_RESTARTS:
+                continue
+            self.restarts[index] += 1
+            logger.warning(
+                "worker %d (pid %d) exited with code %s; starting a replacement (%d of %d)",
+                index, process.pid, process.returncode, self.restarts[index], WORKER_RESTARTS,
+            )  # fmt: skip
+            self.workers[index] = self._spawn(*self.worker_starts[index])
 
     def all(self) -> list[subprocess.Popen[bytes]]:
         return ([self.master] if self.master is not None else []) + self.workers
@@ -205,6 +263,7 @@ def supervise(group: ProcessGroup, poll_interval: float = 0.5) -> int:
     """Wait for the master; stop early when every worker has died (the master would wait forever)."""
     assert group.master is not None
     while group.master.poll() is None:
+        group.replace_dead_workers()
         if group.workers and all(process.poll() is not None for process in group.workers):
             codes = sorted({process.returncode for process in group.workers})
             logger.error(
@@ -219,7 +278,22 @@ def supervise(group: ProcessGroup, poll_interval: float = 0.5) -> int:
     return group.master.returncode
 
 
+def prepare_tls(settings: LaunchSettings) -> None:
+    """RUN_DIR/tls: this run's certificates, made now, or the ones a resumed run already has."""
+    if not settings.tls:
+        logger.warning("--no-tls: any local user can reach the run's ports and control it")
+        return
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    files = ensure_tls(settings.run_dir / TLS_SUBDIR, hosts=[settings.host])
+    logger.info("TLS credentials of the run: %s (copy it to workers on other machines)", files.directory)
+
+
 def launch(settings: LaunchSettings) -> int:
+    try:
+        prepare_tls(settings)
+    except (SettingsError, OSError) as error:
+        logger.error("cannot prepare the run's TLS credentials: %s", error)
+        return 2
     group = ProcessGroup()
 
     try:
@@ -315,6 +389,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
     )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=MasterSettings.max_attempts,
+        help="dispatches of a job whose worker dies, in all, before it is recorded as failed",
+    )
+    parser.add_argument(
+        "--job-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a job that runs longer and record it as timed out (default: no limit)",
+    )
+    parser.add_argument(
+        "--no-tls",
+        dest="tls",
+        action="store_false",
+        help="no TLS: with a loopback --host only, and then any user of this machine can reach the ports "
+        "and control the run; by default every connection is mutually authenticated with certificates "
+        "made for the run in RUN_DIR/tls",
+    )
     parser.add_argument("--verbose", action="store_true")
     add_sweep_arguments(parser)
     parser.add_argument(
@@ -341,7 +436,8 @@ def resumed_settings(args: argparse.Namespace, argv: Sequence[str] | None) -> La
     return LaunchSettings(
         n_workers=args.n_workers, data_dir=args.data_dir, download=args.download, device=args.device,
         host=args.host, train_limit=args.train_limit, verbose=args.verbose, precision=args.precision,
-        keep_checkpoints=args.keep_checkpoints, resume=True, **fields,
+        keep_checkpoints=args.keep_checkpoints, resume=True, tls=args.tls, max_attempts=args.max_attempts,
+        job_timeout=args.job_timeout, **fields,
     )  # fmt: skip
 
 
@@ -371,6 +467,9 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
         precision=args.precision,
         continuation=args.continuation,
         keep_checkpoints=args.keep_checkpoints,
+        tls=args.tls,
+        max_attempts=args.max_attempts,
+        job_timeout=args.job_timeout,
     )
 
 

@@ -71,6 +71,12 @@ def corrupt_middle_line(run_dir: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def without_logs(run_dir: Path) -> None:
+    """Only the pickle left, as plain HpBandSter scripts leave a run dir: analysis reads the logs first."""
+    for name in ("configs.json", "results.json"):
+        (run_dir / name).unlink()
+
+
 def truncated_pickle(run_dir: Path) -> None:
     """A real results.pkl cut in half: the pickle of a plain dict standing in for a Result."""
     import pickle
@@ -131,6 +137,8 @@ CASES: tuple[Case, ...] = (
     Case("hpo_service", ("--min-budget", "10", "--max-budget", "5"), "min budget > max budget",
          "--min-budget 10 is larger than --max-budget 5"),
     Case("hpo_service", ("--eta", "1"), "eta = 1", "--eta must be larger than 1"),
+    Case("hpo_service", ("--max-attempts", "0"), "no attempt allowed", "--max-attempts must be at least 1"),
+    Case("hpo_service", ("--job-timeout", "0"), "zero job timeout", "--job-timeout must be positive"),
     Case("hpo_service", ("--eta", "0.5"), "eta < 1", "--eta must be larger than 1"),
     Case("hpo_service", ("--min-budget", "abc"), "budget not a number", "invalid float value: 'abc'"),
     Case("hpo_service", ("--n-iterations", "0"), "no iterations", "--n-iterations must be at least 1"),
@@ -143,6 +151,10 @@ CASES: tuple[Case, ...] = (
     Case("hpo_service", ("--space", "bad.json"), "space file: malformed JSON", "bad.json",
          setup=text("bad.json", BAD_JSON), watch=("bad.json",)),
     Case("hpo_service", ("--space", "nosuch"), "unknown space preset", "nosuch"),
+    Case("hpo_service", ("--host", "10.0.0.5"), "non-loopback host without TLS",
+         "is reachable from other machines and there is no --tls-dir"),
+    Case("hpo_service", ("--tls-dir", "notls"), "TLS dir without certificates", "ca.pem is missing",
+         setup=directory("notls")),
     Case("hpo_service", ("--nameserver", "nohost"), "nameserver without port", "expected HOST:PORT"),
     Case("hpo_service", ("--nameserver", "127.0.0.1:99999"), "nameserver port out of range",
          "expected HOST:PORT"),
@@ -188,10 +200,15 @@ CASES: tuple[Case, ...] = (
          "non-positive max budget", "--max-budget must be positive"),
     Case("workers", ("--run-id", "x", "--nameserver", "127.0.0.1:9", "--connect-timeout", "-1"),
          "negative connect timeout", "--connect-timeout must be positive"),
+    Case("workers", ("--run-id", "x", "--nameserver", "127.0.0.1:9", "--host", "0.0.0.0"),
+         "every interface without TLS", "no --tls-dir"),
     Case("workers", ("--run-id", "x", "--run-dir", "afile"), "--run-dir that is a file",
          "--run-dir afile is not a directory", setup=text("afile", "x"), watch=("afile",)),
     # --- launcher: python -m launch.local --------------------------------------------------------------
     Case("launch.local", ("--n-workers", "0"), "zero workers", "--n-workers must be at least 1"),
+    Case("launch.local", ("--job-timeout", "-5"), "negative job timeout", "--job-timeout must be positive"),
+    Case("launch.local", ("--no-tls", "--host", "10.0.0.5"), "--no-tls on a non-loopback host",
+         "--no-tls needs a loopback --host"),
     Case("launch.local", ("--n-workers", "-3"), "negative workers", "--n-workers must be at least 1"),
     Case("launch.local", ("--optimizer", "nosuch"), "unknown optimizer", "invalid choice: 'nosuch'"),
     Case("launch.local", ("--min-budget", "9", "--max-budget", "3"), "min budget > max budget",
@@ -216,8 +233,8 @@ CASES: tuple[Case, ...] = (
     # --- analysis: python -m analysis ------------------------------------------------------------------
     Case("analysis", ("nowhere",), "run dir that does not exist", "nowhere"),
     Case("analysis", ("empty",), "directory that is not a run", "empty", setup=directory("empty")),
-    Case("analysis", ("run",), "truncated results.pkl", "results.pkl",
-         setup=prepare(run(), in_run(truncated_pickle)), watch=("run",)),
+    Case("analysis", ("run",), "truncated results.pkl (no JSON logs)", "results.pkl",
+         setup=prepare(run(), in_run(truncated_pickle), in_run(without_logs)), watch=("run",)),
     Case("analysis", ("--json-only", "run"), "results.json with a corrupted line", "results.json",
          setup=prepare(run(pickle_file=False), in_run(corrupt_middle_line)), watch=("run",)),
     Case("analysis", ("summary", "run"), "summary: results.json with a corrupted line", "results.json",

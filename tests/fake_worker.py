@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ import numpy as np
 
 from hpo_service.hpbandster_fixes import ServiceWorker
 from hpo_service.logging_setup import configure_logging
-from hpo_service.nameserver import read_credentials, wait_for_nameserver
+from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import EvaluationResult
+from hpo_service.tls import TlsFiles
 
 
 def fake_loss(config: dict[str, Any], budget: float) -> float:
@@ -55,9 +57,10 @@ def main(argv: list[str] | None = None, worker_class: type[FakeWorker] | None = 
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--sleep", type=float, default=0.01)
     parser.add_argument("--name", default="fake", help="recorded as info['worker']")
+    parser.add_argument("--tls-dir", type=Path, default=None, help="the run's TLS credentials")
     args = parser.parse_args(argv)
     configure_logging(prefix="fake-worker ")
-    configure_pyro()
+    configure_pyro(TlsFiles(args.tls_dir) if args.tls_dir is not None else None)
     address = read_credentials(args.run_dir, timeout=60)
     wait_for_nameserver(address, timeout=30)
     worker = worker_class(
@@ -67,12 +70,16 @@ def main(argv: list[str] | None = None, worker_class: type[FakeWorker] | None = 
         nameserver=address.host,
         nameserver_port=address.port,
         host="127.0.0.1",
+        nameserver_source=partial(current_credentials, args.run_dir),
     )
     try:
         worker.run(background=False)
     except Exception:
         if not worker.shutdown_requested:
             raise
+    if worker.exit_error is not None:
+        logging.getLogger(__name__).error("giving up: %s", worker.exit_error)
+        return 1
     logging.getLogger(__name__).info("%s done", worker_class.__name__)
     return 0
 

@@ -253,7 +253,7 @@ def test_a_result_sends_the_waiting_job_before_the_master_sees_the_result() -> N
             started.append((self.name, job_id))
 
     dispatcher = ServiceDispatcher(lambda job: seen_by_master.append(list(started)), run_id="order")
-    dispatcher.worker_pool["w"] = SimpleNamespace(name="w", proxy=Recorder("w"), runs_job=None)
+    dispatcher.worker_pool["w"] = SimpleNamespace(name="w", proxy=Recorder("w"), runs_job=(0, 0, 0))
     running = Job((0, 0, 0), config={}, budget=1.0)
     running.worker_name = "w"
     dispatcher.running_jobs[running.id] = running
@@ -317,6 +317,16 @@ class QuietWorker:
         return False
 
 
+def ask_directly(worker: Any) -> tuple[bool, bool]:
+    """The dispatcher's ``_probe`` for test doubles: (alive, busy) from the pooled object itself."""
+    return worker.is_alive(), worker.is_busy()
+
+
+def probe_all(dispatcher: ServiceDispatcher) -> list[tuple[Any, Any, bool, bool]]:
+    """What a discovery round asks every pooled worker, for ``_check_workers``."""
+    return [(worker, worker.runs_job, *ask_directly(worker)) for worker in dispatcher.worker_pool.values()]
+
+
 def one_discovery_round(dispatcher: Dispatcher) -> None:
     """Run the dispatcher's discovery thread until its first round is done, then stop it."""
     thread = threading.Thread(target=dispatcher.discover_workers, daemon=True)
@@ -340,6 +350,7 @@ def test_discovery_does_not_free_a_worker_that_was_just_sent_a_job(
     worker = QuietWorker("w")
     worker.runs_job = (0, 0, 0)
     dispatcher.worker_pool["w"] = worker
+    dispatcher._probe = ask_directly  # type: ignore[attr-defined]  # ours asks over its own connection
     one_discovery_round(dispatcher)
     assert ("w" in dispatcher.idle_workers) is made_idle
 
@@ -353,8 +364,8 @@ def test_a_job_lost_on_a_kept_connection_is_reported_after_two_checks() -> None:
     job.worker_name, worker.runs_job = "w", job.id
     dispatcher.running_jobs[job.id] = job
     with dispatcher.discover_cond:
-        assert dispatcher._check_workers() == (False, {})  # may still be on its way
-        removed, crashed = dispatcher._check_workers()  # a ping interval later: lost
+        assert dispatcher._check_workers(probe_all(dispatcher)) == (False, {})  # may still be on its way
+        removed, crashed = dispatcher._check_workers(probe_all(dispatcher))  # a ping interval later: lost
     assert crashed == {(0, 0, 0): "The job never reached worker w."}
 
 

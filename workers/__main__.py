@@ -11,6 +11,7 @@ from pathlib import Path
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
+from hpo_service.tls import add_tls_arguments
 from workers.settings import DATASETS, PRECISIONS, WorkerSettings
 
 logger = logging.getLogger("workers")
@@ -54,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed (weights and batch order)")
     parser.add_argument("--host", default="127.0.0.1", help="address this worker listens on for jobs")
+    add_tls_arguments(parser, from_run_dir=True)
     parser.add_argument(
-        "--connect-timeout", type=float, default=60.0, help="seconds to wait for the nameserver"
+        "--connect-timeout",
+        type=float,
+        default=WorkerSettings.connect_timeout,
+        help="seconds to wait for the nameserver and the run's master (at start, and for a nameserver that "
+        "went away) before giving up with exit code 1",
     )
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument(
@@ -94,6 +100,8 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
         threads=args.threads,
         seed=args.seed,
         host=args.host,
+        tls_dir=args.tls_dir,
+        allow_insecure=args.insecure,
         connect_timeout=args.connect_timeout,
         train_limit=args.train_limit,
         precision=args.precision,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import partial
 
 import Pyro4.errors
 
-from hpo_service.nameserver import read_credentials, wait_for_nameserver
+from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
+from hpo_service.tls import TlsFiles
 from workers.continuation import ContinuationSource
 from workers.data import load_dataset
 from workers.device import (
@@ -31,7 +33,7 @@ SPLIT_SEED = 0
 def run_worker(settings: WorkerSettings) -> int:
     """Serve jobs until the master shuts this worker down; returns the process exit code."""
     started = time.monotonic()
-    configure_pyro()
+    configure_pyro(TlsFiles(settings.tls_dir) if settings.tls_dir is not None else None)
     device = select_device(settings.device)
     threads = settings.threads or threads_per_worker(settings.workers_on_host)
     configure_threads(threads)
@@ -61,6 +63,13 @@ def run_worker(settings: WorkerSettings) -> int:
         nameserver=address.host,
         nameserver_port=address.port,
         host=settings.host,
+        # A run dir's nameserver.json names the current nameserver: a resumed master writes a new one.
+        nameserver_source=(
+            partial(current_credentials, settings.run_dir)
+            if settings.nameserver is None and settings.run_dir is not None
+            else None
+        ),
+        patience=settings.connect_timeout,
     )
     logger.info(
         "ready in %.1f s: %s on %s (%s), %d training images, run %s, nameserver %s",
@@ -74,11 +83,16 @@ def run_worker(settings: WorkerSettings) -> int:
         if not worker.shutdown_requested:
             raise
         logger.debug("nameserver gone while deregistering: %s", error)
-    logger.info("shut down by the master")
+    code = 0
+    if worker.exit_error is not None:
+        logger.error("giving up: %s", worker.exit_error)
+        code = 1
+    else:
+        logger.info("shut down by the master")
     if worker.busy:
         # The master stopped mid-job (Ctrl-C, end of run): the job's thread is inside torch, and tearing
         # the interpreter down around it aborts in C++ ("terminate called..."). Nothing is left to save.
         logger.info("a job was still running; leaving it")
         logging.shutdown()
-        os._exit(0)
-    return 0
+        os._exit(code)
+    return code

@@ -8,6 +8,8 @@ from pathlib import Path
 from hpo_service.errors import SettingsError
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.shapes import DATASET_SHAPES
+from hpo_service.tls import check as check_tls
+from hpo_service.tls import require_authentication
 
 # Here, not in workers.data / workers.precision, so that the CLIs can offer them without importing torch.
 DATASETS = tuple(DATASET_SHAPES)
@@ -29,7 +31,11 @@ class WorkerSettings:
     threads: int | None = None
     seed: int = 0
     host: str = "127.0.0.1"
-    connect_timeout: float = 60.0
+    # The run's TLS credentials (hpo_service.tls); None: RUN_DIR/tls when the run dir has one.
+    tls_dir: Path | None = None
+    # Listen on a non-loopback host without credentials (anyone who reaches it could stop this worker).
+    allow_insecure: bool = False
+    connect_timeout: float = 120.0
     train_limit: int | None = None
     # Forward-pass precision (workers.precision): auto = bf16 on CUDA and on CPUs with native bf16.
     precision: str = "auto"
@@ -45,6 +51,12 @@ class WorkerSettings:
             )
         if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
             raise SettingsError(f"--run-dir {self.run_dir} is not a directory")
+        if self.tls_dir is None and self.run_dir is not None and (self.run_dir / "tls").is_dir():
+            # launch.local writes the run's certificates there: --run-dir alone is enough.
+            object.__setattr__(self, "tls_dir", self.run_dir / "tls")
+        require_authentication(self.host, self.tls_dir, self.allow_insecure)
+        if self.tls_dir is not None:
+            check_tls(self.tls_dir)
         if self.workers_on_host < 1:
             raise SettingsError(f"--workers-on-host must be at least 1, got {self.workers_on_host}")
         if self.threads is not None and self.threads < 1:

@@ -60,6 +60,10 @@ EVALUATION_BATCH_SIZE = 2048
 DIVERGENCE_CHECK_INTERVAL = 32
 
 
+class TrainingStopped(Exception):
+    """Training stopped because ``should_stop`` said so (the master's job timeout)."""
+
+
 @dataclass(frozen=True)
 class _Plan:
     """How every epoch of one run trains: batches, schedule, augmentation."""
@@ -121,8 +125,12 @@ def train_with_state(
     schedule_epochs: int | None = None,
     precision: str = "auto",
     resume: TrainingState | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[TrainingOutcome, TrainingState | None]:
-    """:func:`train`, also returning the final state to continue from (None when the run diverged)."""
+    """:func:`train`, also returning the final state to continue from (None when the run diverged).
+
+    ``should_stop`` is asked before every training step; once it says yes, :class:`TrainingStopped` is
+    raised (the master's job timeout: the job is recorded already, so nothing is measured)."""
     history = History()
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -144,7 +152,7 @@ def train_with_state(
         restore_objects(resume, model, optimizer, plan.grad_scaler, generators)
         history.continue_from(resume)
     for epoch in range(history.resumed_epochs + 1, epochs + 1):
-        reason = _run_epoch(model, optimizer, data, history, plan)
+        reason = _run_epoch(model, optimizer, data, history, plan, should_stop=should_stop)
         if reason is not None:
             history.reason = f"{reason} at epoch {epoch}"
             logger.info("diverged: %s", history.reason)
@@ -220,7 +228,13 @@ def _check_batch_norm(model: nn.Module, spec: TrainingSpec) -> None:
 
 
 def _run_epoch(
-    model: nn.Module, optimizer: torch.optim.Optimizer, data: DatasetTensors, history: History, plan: _Plan
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: DatasetTensors,
+    history: History,
+    plan: _Plan,
+    *,
+    should_stop: Callable[[], bool] | None = None,
 ) -> str | None:
     """Train one epoch and score it on the validation set; ``history`` gets the results.
 
@@ -231,7 +245,7 @@ def _run_epoch(
         model, optimizer, data.train_x, data.train_y,
         batch_size=plan.spec.batch_size, generator=plan.generator, memory_format=plan.memory_format,
         learning_rate=plan.learning_rate, first_step=history.steps, augment=plan.augment,
-        precision=plan.precision, grad_scaler=plan.grad_scaler,
+        precision=plan.precision, grad_scaler=plan.grad_scaler, should_stop=should_stop,
     )  # fmt: skip
     history.train_seconds += time.perf_counter() - started
     history.samples += samples
@@ -273,6 +287,7 @@ def train_epoch(
     augment: Augmenter | None = None,
     precision: Precision | None = None,
     grad_scaler: torch.amp.GradScaler | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[float, int, int]:
     """One pass over ``inputs`` in a random order: (mean loss over the batches, images, steps).
 
@@ -290,6 +305,8 @@ def train_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
     batches = samples = 0
     for step in range(steps_per_epoch(count, batch_size)):
+        if should_stop is not None and should_stop():
+            raise TrainingStopped(f"stopped on request after {step} step(s) of this epoch")
         index = order[step * batch_size : (step + 1) * batch_size]
         batch = inputs.index_select(0, index)
         if augment is not None:

@@ -20,7 +20,7 @@ from workers.continuation import ContinuationPlan, ContinuationSource, budget_to
 from workers.data import DatasetTensors
 from workers.models import ConfigurationError
 from workers.outcome import TrainingOutcome
-from workers.trainer import train_with_state
+from workers.trainer import TrainingStopped, train_with_state
 
 __all__ = ["TrainingWorker", "budget_to_epochs"]
 
@@ -76,6 +76,9 @@ class TrainingWorker(ServiceWorker):
         except torch.cuda.OutOfMemoryError as error:
             torch.cuda.empty_cache()
             return EvaluationResult.failure(f"CUDA out of memory: {error}", info=context)
+        except TrainingStopped as error:
+            # The master recorded the job as timed out already and drops this result.
+            return EvaluationResult.failure(str(error), JobStatus.TIMEOUT, info=context)
         context["resumed_from_budget"] = resumed_from
         self._keep(config_id, state, plan)
         status = JobStatus.FAILED if outcome.diverged else JobStatus.OK
@@ -117,6 +120,7 @@ class TrainingWorker(ServiceWorker):
             "device_name": self.device_name,
             "schedule_epochs": horizon,
             "precision": self.precision,
+            "should_stop": self.job_cancelled,
         }
         if resume is not None:
             try:
