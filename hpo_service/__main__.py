@@ -15,7 +15,12 @@ from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.resume import explicit_options
-from hpo_service.settings import MasterSettings, check_fresh_run_dir, default_run_id
+from hpo_service.settings import (
+    MasterSettings,
+    add_failure_arguments,
+    check_fresh_run_dir,
+    default_run_id,
+)
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
@@ -86,20 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=MasterSettings.ping_interval,
         help="seconds between checks of every worker: a dead or frozen worker is found within about this",
     )
-    parser.add_argument(
-        "--max-attempts",
-        type=int,
-        default=MasterSettings.max_attempts,
-        help="dispatches of a job whose worker dies or cannot be reached, in all, before it is recorded as "
-        "failed (1: never re-dispatched); a configuration's own failure is never retried",
-    )
-    parser.add_argument(
-        "--job-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="stop a job that runs longer and record it as timed out (default: no limit)",
-    )
+    add_failure_arguments(parser)
     parser.add_argument("--keep-workers", action="store_true", help="do not shut workers down at the end")
     parser.add_argument(
         "--no-continuation",

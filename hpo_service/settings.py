@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,3 +121,21 @@ def check_fresh_run_dir(run_dir: Path) -> None:
 
 def default_run_id(optimizer: str) -> str:
     return f"{optimizer}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def add_failure_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options for jobs that fail outside the configuration, of the master and of launch.local."""
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=MasterSettings.max_attempts,
+        help="dispatches of a job whose worker dies or cannot be reached, in all, before it is recorded as "
+        "failed (1: never re-dispatched); a configuration's own failure is never retried",
+    )
+    parser.add_argument(
+        "--job-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a job that runs longer and record it as timed out (None: no limit)",
+    )

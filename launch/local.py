@@ -23,7 +23,12 @@ from pathlib import Path
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import remove_credentials
-from hpo_service.settings import MasterSettings, check_fresh_run_dir, default_run_id
+from hpo_service.settings import (
+    MasterSettings,
+    add_failure_arguments,
+    check_fresh_run_dir,
+    default_run_id,
+)
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import (
@@ -389,19 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
     )
-    parser.add_argument(
-        "--max-attempts",
-        type=int,
-        default=MasterSettings.max_attempts,
-        help="dispatches of a job whose worker dies, in all, before it is recorded as failed",
-    )
-    parser.add_argument(
-        "--job-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="stop a job that runs longer and record it as timed out (default: no limit)",
-    )
+    add_failure_arguments(parser)
     parser.add_argument(
         "--no-tls",
         dest="tls",
