@@ -142,3 +142,31 @@ def test_bad_arguments_fail_fast_with_exit_code_2(process_run: ProcessRun, tmp_p
     assert "--n-workers must be at least 1" in process_run.log("launch")
     assert not (tmp_path / "run").exists()
     assert os.listdir(tmp_path) == ["logs"]
+
+
+def test_a_killed_worker_is_replaced_and_one_that_exited_is_not() -> None:
+    from launch.local import WORKER_RESTARTS, ProcessGroup
+
+    group = ProcessGroup()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    try:
+        group.start_worker(sleeper, {})
+        group.start_worker([sys.executable, "-c", "raise SystemExit(2)"], {})
+        first = group.workers[0]
+        group.workers[1].wait(timeout=30)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        group.replace_dead_workers()
+        # Killed (OOM killer, kill -9): a new process in its slot; exited with a code: it would fail again.
+        assert group.workers[0] is not first and group.workers[0].poll() is None
+        assert group.restarts == [1, 0]
+        for _ in range(WORKER_RESTARTS):
+            group.workers[0].kill()
+            group.workers[0].wait(timeout=10)
+            group.replace_dead_workers()
+        assert group.restarts[0] == WORKER_RESTARTS and group.workers[0].poll() is not None  # no more
+    finally:
+        for process in group.workers:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
