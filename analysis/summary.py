@@ -51,6 +51,8 @@ class RunSummary:
     workers: int = 0
     busy_share: float | None = None
     workers_inferred: bool = False
+    # Jobs the master sent again because their worker died or never got them (``info["attempts"]`` > 1).
+    redispatched: int = 0
 
     @property
     def runs_per_budget(self) -> dict[float, int]:
@@ -97,7 +99,13 @@ def summarize(run: RunData) -> RunSummary:
         workers=len(timeline.usage),
         busy_share=timeline.busy_share,
         workers_inferred=timeline.inferred,
+        redispatched=sum(1 for job in run.jobs if _attempts(job.info) > 1),
     )
+
+
+def _attempts(info: Any) -> int:
+    attempts = info.get("attempts", 1) if isinstance(info, dict) else 1
+    return attempts if isinstance(attempts, int) else 1
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -114,7 +122,13 @@ def format_summary(summary: RunSummary) -> str:
         f"jobs        {summary.n_jobs} on {summary.n_configs} configurations, "
         f"wall time {format_duration(summary.wall_time)}",
         "workers     " + format_workers(summary),
-        "failures    " + (", ".join(f"{status} {count}" for status, count in summary.failures) or "none"),
+        "failures    "
+        + (", ".join(f"{status} {count}" for status, count in summary.failures) or "none")
+        + (
+            f"; {summary.redispatched} job(s) re-dispatched after their worker died"
+            if summary.redispatched
+            else ""
+        ),
     ]
     if summary.budgets:
         lines.append(f"{'budget':>10}  {'runs':>6}  {'finite':>6}  {'best loss':>10}")

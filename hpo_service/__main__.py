@@ -172,10 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     configure_logging(args.verbose, prefix="master ")
     interrupt_on_stop_signals()
-    # Imported here so that --help and argument errors answer without loading HpBandSter's stack.
-    from hpo_service.master import run_master
-
     try:
+        # Imported here so that --help and argument errors answer without loading HpBandSter's stack (and
+        # inside the try: a Ctrl-C during the import is an interrupt like any other).
+        from hpo_service.master import run_master
+
         run_master(settings)
     except HpoServiceError as error:
         logger.error("%s", error)

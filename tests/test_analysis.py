@@ -358,6 +358,16 @@ def test_format_summary_is_a_readable_table(make_run_dir: RunDirFactory) -> None
     assert "(1, 0, 1) on budget 9: validation loss 0.1200, test error 0.1100" in text
     assert "learning_rate = 0.02" in text
     assert "optimizer     = 'adamw'" in text
+    assert "re-dispatched" not in text
+
+
+def test_summary_counts_jobs_re_dispatched_after_a_worker_died(make_run_dir: RunDirFactory) -> None:
+    retried = ok(0.2, 0.2)
+    retried["info"].update(attempts=2, retried_after=["Worker died unexpectedly."])
+    jobs = [((0, 0, 0), 1.0, 0.0, 1.0, ok(0.4, 0.4), None), ((0, 0, 1), 1.0, 0.0, 2.0, retried, None)]
+    summary = summarize(load_run(make_run_dir(jobs=jobs)))
+    assert summary.redispatched == 1
+    assert "failures    none; 1 job(s) re-dispatched after their worker died" in format_summary(summary)
 
 
 def test_incumbent_falls_back_to_the_largest_budget_with_a_result(make_run_dir: RunDirFactory) -> None:
