@@ -136,6 +136,33 @@ def test_launcher_stops_when_every_worker_dies(process_run: ProcessRun, tmp_path
     assert "train-images-idx3-ubyte" in log  # the worker said which file is missing
 
 
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_with_real_training_loses_nothing(
+    process_run: ProcessRun, tmp_path: Path
+) -> None:
+    """The chaos suite's first fault with real training: the job goes to the other worker (resuming from its
+    checkpoint where it was promoted), launch.local starts a replacement, every planned result arrives."""
+    run_dir = tmp_path / "run"
+    search = ["--optimizer", "hyperband", "--min-budget", "3", "--max-budget", "27", "--n-iterations", "1"]
+    launcher = process_run.start("launch", launch_command(run_dir, "--n-workers", "2", *search))
+    assert wait_for(lambda: len(result_lines(run_dir)) >= 2, timeout=120), process_run.log("launch")
+    workers = [
+        pid
+        for pid in child_pids(launcher.pid)
+        if b"-m\x00workers" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    os.kill(workers[0], signal.SIGKILL)
+    assert launcher.wait(timeout=180) == 0, process_run.log("launch")
+    log = process_run.log("launch")
+    assert "starting a replacement (1 of 3)" in log
+    assert "re-dispatching job" in log
+    results = result_lines(run_dir)
+    assert len(results) == 13  # 9 + 3 + 1: nothing lost
+    assert all(line[3] is not None and line[3]["info"]["status"] == "ok" for line in results)
+    retried = [line for line in results if line[3]["info"].get("attempts", 1) > 1]
+    assert retried and all(line[3]["info"]["retried_after"] for line in retried)
+
+
 def test_bad_arguments_fail_fast_with_exit_code_2(process_run: ProcessRun, tmp_path: Path) -> None:
     launcher = process_run.start("launch", launch_command(tmp_path / "run", "--n-workers", "0"))
     assert launcher.wait(timeout=30) == 2
