@@ -70,7 +70,7 @@ from hpbandster.core.master import Master
 from hpbandster.core.result import json_result_logger
 from hpbandster.core.worker import Worker
 
-from hpo_service.dispatch import MAX_ATTEMPTS, ServiceDispatcher
+from hpo_service.dispatch import MAX_ATTEMPTS, WORKER_CALL_TIMEOUT, ServiceDispatcher
 from hpo_service.membership import Membership, NameserverSource
 from hpo_service.records import EvaluationResult, JobStatus
 from hpo_service.wire import budget_to_builtin, json_safe, to_builtins
@@ -79,8 +79,6 @@ logger = logging.getLogger(__name__)
 
 ResultListener = Callable[[Job], None]
 
-# How long one worker may take to accept a shutdown call before we give up on it.
-WORKER_SHUTDOWN_TIMEOUT = 5.0
 # Jobs sampled ahead and waiting in the dispatcher, so a worker that finishes gets its next job at once.
 PREFETCH_JOBS = 1
 # Seconds a worker waits for its run's master (or a lost nameserver) before it gives up and exits.
@@ -167,7 +165,7 @@ class FixedMaster(Master):
             # A fresh proxy with a timeout: a frozen worker must not block the shutdown.
             try:
                 with Pyro4.Proxy(worker.proxy._pyroUri) as proxy:
-                    proxy._pyroTimeout = WORKER_SHUTDOWN_TIMEOUT
+                    proxy._pyroTimeout = WORKER_CALL_TIMEOUT
                     proxy.shutdown()
             except Pyro4.errors.PyroError as error:
                 logger.warning("worker %s did not take the shutdown call: %s", worker.name, error)

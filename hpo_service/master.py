@@ -36,7 +36,6 @@ from hpo_service.records import RunDescription
 from hpo_service.settings import MasterSettings, check_fresh_run_dir
 from hpo_service.space import load_space, write_space
 from hpo_service.sweeps.setup import apply_space_from_sweep, optimizer_arguments, prepare_sweep
-from hpo_service.tls import TlsFiles
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def nameserver_for(settings: MasterSettings) -> Iterator[NameserverAddress]:
 def run_master(settings: MasterSettings) -> Result:
     """Run the whole search; results land in ``settings.run_dir`` as they arrive. Returns the Result."""
     # TLS (or not) for every Pyro connection of this process, before any exists.
-    configure_pyro(TlsFiles(settings.tls_dir) if settings.tls_dir is not None else None)
+    configure_pyro(settings.tls_dir)
     run_dir = settings.run_dir
     logged = resume.load_run(run_dir) if settings.resume else None
     if logged is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from pathlib import Path
 
 import Pyro4
 import Pyro4.socketutil
@@ -14,11 +15,11 @@ from hpo_service.tls import TlsFiles
 logger = logging.getLogger(__name__)
 
 
-def configure_pyro(tls: TlsFiles | None = None) -> None:
-    """Serpent only, no Nagle delay; mutual TLS with the run's certificates when ``tls`` is given.
+def configure_pyro(tls_dir: Path | None = None) -> None:
+    """Serpent only, no Nagle delay; mutual TLS with the run's certificates in ``tls_dir`` when given.
 
     Idempotent; call it from entry points before any Pyro object exists. TLS is decided once per process,
-    by the entry point: a call without ``tls`` (library code that only wants the serializer settings)
+    by the entry point: a call without ``tls_dir`` (library code that only wants the serializer settings)
     leaves TLS as an earlier call set it, so it can never switch authentication off by accident.
 
     Never the pickle serializer: with pickle anyone who reaches a port can run code in our processes.
@@ -30,8 +31,8 @@ def configure_pyro(tls: TlsFiles | None = None) -> None:
     # Each daemon serves one connection per thread; the default pool of 40 is too small for a dispatcher
     # talking to many workers at once.
     Pyro4.config.THREADPOOL_SIZE = 256
-    if tls is not None:
-        enable_tls(tls)
+    if tls_dir is not None:
+        enable_tls(TlsFiles(tls_dir))
 
 
 def tls_enabled() -> bool:

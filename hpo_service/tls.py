@@ -42,6 +42,12 @@ CLOCK_SKEW = datetime.timedelta(hours=1)
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 
 
+def in_run_dir(run_dir: Path) -> Path:
+    """Where a run keeps its credentials when its processes share the run dir (launch.local, SLURM
+    scripts); a worker given only ``--run-dir`` looks there."""
+    return run_dir / "tls"
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     """The three files of a run's credentials in ``directory``."""

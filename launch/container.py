@@ -248,11 +248,12 @@ def configure_pyro_for(environment: Mapping[str, str]) -> None:
         configure_pyro()
         return
     try:
-        configure_pyro(check(Path(directory)))
+        check(Path(directory))
     except SettingsError as error:
         raise SettingsError(
             f"{error}; compose's tls service writes them (HPO_INSECURE=true: no TLS, trusted networks only)"
         ) from None
+    configure_pyro(Path(directory))
 
 
 def make_tls(environment: Mapping[str, str]) -> int:

@@ -38,7 +38,7 @@ from hpo_service.sweeps.options import (
     sweep_options_from_args,
 )
 from hpo_service.tls import ensure as ensure_tls
-from hpo_service.tls import is_loopback
+from hpo_service.tls import in_run_dir, is_loopback
 from workers.settings import DATASETS, PRECISIONS
 
 logger = logging.getLogger("launch.local")
@@ -51,8 +51,6 @@ WORKER_STOP_GRACE = 10.0
 # Replacements per worker slot for a worker killed mid-run (OOM killer, kill -9), as compose's restart
 # policy does; the master re-dispatches its job either way.
 WORKER_RESTARTS = 3
-# The run's certificates, under its run dir (workers given only --run-dir find them there too).
-TLS_SUBDIR = "tls"
 
 
 class LaunchError(Exception):
@@ -99,8 +97,8 @@ class LaunchSettings:
         if not self.tls and not is_loopback(self.host):
             raise LaunchError(f"--no-tls needs a loopback --host, not {self.host}: anyone who reaches the "
                               "ports could control the run")  # fmt: skip
-        if not self.tls and (self.run_dir / TLS_SUBDIR).exists():
-            raise LaunchError(f"--no-tls: {self.run_dir / TLS_SUBDIR} exists and the workers would use it; "
+        if not self.tls and in_run_dir(self.run_dir).exists():
+            raise LaunchError(f"--no-tls: {in_run_dir(self.run_dir)} exists and the workers would use it; "
                               "leave out --no-tls or remove that directory")  # fmt: skip
         try:
             self.master_settings()
@@ -123,38 +121,32 @@ class LaunchSettings:
             resume=self.resume, max_attempts=self.max_attempts, job_timeout=self.job_timeout,
         )  # fmt: skip
 
-    def failure_options(self) -> list[str]:
-        """The master's options for jobs that fail outside the configuration (the same on --resume)."""
-        options = ["--max-attempts", str(self.max_attempts)]
-        return options + ([] if self.job_timeout is None else ["--job-timeout", repr(self.job_timeout)])
-
     def master_command(self) -> list[str]:
         if self.resume:  # the master reads the run's settings from the run dir
             command = [sys.executable, "-m", "hpo_service", "--resume", str(self.run_dir),
                        "--min-workers", str(self.n_workers), "--host", self.host]  # fmt: skip
-            command += ["--keep-checkpoints"] if self.keep_checkpoints else []
-            command += self.failure_options()
-            command += self.tls_options()
-            return command + (["--verbose"] if self.verbose else [])
-        command = [
-            sys.executable, "-m", "hpo_service",
-            "--run-dir", str(self.run_dir), "--run-id", self.run_id,
-            "--optimizer", self.optimizer,
-            "--min-budget", repr(self.min_budget), "--max-budget", repr(self.max_budget),
-            "--eta", repr(self.eta), "--n-iterations", str(self.n_iterations),
-            "--seed", str(self.seed), "--min-workers", str(self.n_workers),
-            "--space", self.space, "--dataset", self.dataset, "--host", self.host,
-            *self.sweep.to_arguments(),
-        ]  # fmt: skip
-        command += [] if self.continuation else ["--no-continuation"]
+        else:
+            command = [
+                sys.executable, "-m", "hpo_service",
+                "--run-dir", str(self.run_dir), "--run-id", self.run_id,
+                "--optimizer", self.optimizer,
+                "--min-budget", repr(self.min_budget), "--max-budget", repr(self.max_budget),
+                "--eta", repr(self.eta), "--n-iterations", str(self.n_iterations),
+                "--seed", str(self.seed), "--min-workers", str(self.n_workers),
+                "--space", self.space, "--dataset", self.dataset, "--host", self.host,
+                *self.sweep.to_arguments(),
+            ]  # fmt: skip
+            command += [] if self.continuation else ["--no-continuation"]
+        # Options of this master process, not of the search: the same for a new and a resumed run.
         command += ["--keep-checkpoints"] if self.keep_checkpoints else []
-        command += self.failure_options()
+        command += ["--max-attempts", str(self.max_attempts)]
+        command += [] if self.job_timeout is None else ["--job-timeout", repr(self.job_timeout)]
         command += self.tls_options()
         return command + (["--verbose"] if self.verbose else [])
 
     def tls_options(self) -> list[str]:
         """``--tls-dir RUN_DIR/tls`` for the master and every worker (empty with ``--no-tls``)."""
-        return ["--tls-dir", str(self.run_dir / TLS_SUBDIR)] if self.tls else []
+        return ["--tls-dir", str(in_run_dir(self.run_dir))] if self.tls else []
 
     def worker_command(self, device: str) -> list[str]:
         command = [
@@ -289,7 +281,7 @@ def prepare_tls(settings: LaunchSettings) -> None:
         logger.warning("--no-tls: any local user can reach the run's ports and control it")
         return
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    files = ensure_tls(settings.run_dir / TLS_SUBDIR, hosts=[settings.host])
+    files = ensure_tls(in_run_dir(settings.run_dir), hosts=[settings.host])
     logger.info("TLS credentials of the run: %s (copy it to workers on other machines)", files.directory)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from hpo_service.errors import SettingsError
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.settings import MasterSettings, default_run_id
+from hpo_service.tls import in_run_dir
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def master_arguments(master: MasterSettings) -> list[str]:
 
 def tls_dir(master: MasterSettings) -> Path:
     """The run's TLS credentials, on the shared filesystem with the run dir (docs/security.md)."""
-    return master.run_dir / "tls"
+    return in_run_dir(master.run_dir)
 
 
 def worker_arguments(settings: SlurmSettings) -> list[str]:

@@ -22,7 +22,6 @@ from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import EvaluationResult
-from hpo_service.tls import TlsFiles
 
 
 def fake_loss(config: dict[str, Any], budget: float) -> float:
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None, worker_class: type[FakeWorker] | None = 
     parser.add_argument("--tls-dir", type=Path, default=None, help="the run's TLS credentials")
     args = parser.parse_args(argv)
     configure_logging(prefix="fake-worker ")
-    configure_pyro(TlsFiles(args.tls_dir) if args.tls_dir is not None else None)
+    configure_pyro(args.tls_dir)
     address = read_credentials(args.run_dir, timeout=60)
     wait_for_nameserver(address, timeout=30)
     worker = worker_class(

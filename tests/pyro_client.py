@@ -34,7 +34,7 @@ TIMEOUT = 5.0
 
 
 def configure(mode: str, tls_dir: Path | None) -> None:
-    configure_pyro(TlsFiles(tls_dir) if mode == "tls" and tls_dir is not None else None)
+    configure_pyro(tls_dir if mode == "tls" else None)
     if mode == "no-cert":
         assert tls_dir is not None
         context = ssl.create_default_context(cafile=str(TlsFiles(tls_dir).ca))

@@ -11,7 +11,6 @@ import Pyro4.errors
 
 from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
-from hpo_service.tls import TlsFiles
 from workers.continuation import ContinuationSource
 from workers.data import load_dataset
 from workers.device import (
@@ -33,7 +32,7 @@ SPLIT_SEED = 0
 def run_worker(settings: WorkerSettings) -> int:
     """Serve jobs until the master shuts this worker down; returns the process exit code."""
     started = time.monotonic()
-    configure_pyro(TlsFiles(settings.tls_dir) if settings.tls_dir is not None else None)
+    configure_pyro(settings.tls_dir)
     device = select_device(settings.device)
     threads = settings.threads or threads_per_worker(settings.workers_on_host)
     configure_threads(threads)

@@ -9,7 +9,7 @@ from hpo_service.errors import SettingsError
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.tls import check as check_tls
-from hpo_service.tls import require_authentication
+from hpo_service.tls import in_run_dir, require_authentication
 
 # Here, not in workers.data / workers.precision, so that the CLIs can offer them without importing torch.
 DATASETS = tuple(DATASET_SHAPES)
@@ -51,9 +51,9 @@ class WorkerSettings:
             )
         if self.run_dir is not None and self.run_dir.exists() and not self.run_dir.is_dir():
             raise SettingsError(f"--run-dir {self.run_dir} is not a directory")
-        if self.tls_dir is None and self.run_dir is not None and (self.run_dir / "tls").is_dir():
+        if self.tls_dir is None and self.run_dir is not None and in_run_dir(self.run_dir).is_dir():
             # launch.local writes the run's certificates there: --run-dir alone is enough.
-            object.__setattr__(self, "tls_dir", self.run_dir / "tls")
+            object.__setattr__(self, "tls_dir", in_run_dir(self.run_dir))
         require_authentication(self.host, self.tls_dir, self.allow_insecure)
         if self.tls_dir is not None:
             check_tls(self.tls_dir)

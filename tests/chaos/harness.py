@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pickle
@@ -33,21 +32,6 @@ hyperparameters:
 """
 FAULT_WORKER = REPO / "tests" / "chaos" / "fault_worker.py"
 NAMESERVER = REPO / "tests" / "chaos" / "nameserver.py"
-
-
-@functools.cache
-def master_help() -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "hpo_service", "--help"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    ).stdout  # fmt: skip
-
-
-def require_master_option(option: str, interface: str) -> None:
-    """Fail (not skip) while the master lacks ``option``: the scenario waits for that interface."""
-    if option not in master_help():
-        pytest.fail(f"waits for {interface}: `python -m hpo_service --help` has no {option}")
 
 
 def free_port() -> int:
