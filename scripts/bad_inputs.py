@@ -85,6 +85,15 @@ def truncated_pickle(run_dir: Path) -> None:
     (run_dir / "results.pkl").write_bytes(data[: len(data) // 2])
 
 
+def without_finite_loss(run_dir: Path) -> None:
+    """Every result crashed or non-finite: nothing a warm start could learn from."""
+    path = run_dir / "results.json"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for number, line in enumerate(lines):
+        line[3] = None if number % 2 else {"loss": "nan", "info": {}}
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
 def prepare(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
     def run_all(tmp: Path) -> None:
         for step in steps:
@@ -217,6 +226,34 @@ CASES: tuple[Case, ...] = (
     Case("launch.local", ("--dataset", "mnist"), "dataset without --data-dir", "needs --data-dir"),
     Case("launch.local", ("--data-dir", "nodata"), "missing data dir",
          "--data-dir nodata is not a directory"),
+    Case("hpo_service", ("--top-n-percent", "0"), "BOHB: top-n-percent 0",
+         "--top-n-percent must be in 1..99"),
+    Case("hpo_service", ("--random-fraction", "1.5"), "BOHB: random fraction above 1",
+         "--random-fraction must be in 0..1"),
+    Case("hpo_service", ("--min-points-in-model", "3"), "BOHB: fewer points than the space's dimensions + 1",
+         "--min-points-in-model must be at least 12"),
+    Case("hpo_service", ("--optimizer", "hyperband", "--num-samples", "8"), "BOHB option with hyperband",
+         "--num-samples applies to --optimizer bohb only"),
+    Case("hpo_service", ("--warm-start", "nowhere"), "warm start: no such directory",
+         "--warm-start nowhere: no such directory"),
+    Case("hpo_service", ("--warm-start", "empty"), "warm start: a directory that is not a run",
+         "not a run directory", setup=directory("empty")),
+    Case("hpo_service", ("--warm-start", "run"), "warm start: a run of another space", "another search space",
+         setup=run(), watch=("run",)),
+    Case("hpo_service", ("--warm-start", "run", "--space", "run/configspace.json"),
+         "warm start: a run with no finite loss", "no result with a finite loss",
+         setup=prepare(run(), in_run(without_finite_loss)), watch=("run",)),
+    Case("hpo_service", ("--optimizer", "randomsearch", "--warm-start", "run"),
+         "warm start with random search",
+         "--warm-start applies to --optimizer bohb only", setup=run(), watch=("run",)),
+    Case("hpo_service", ("--resume", "run", "--top-n-percent", "20"),
+         "--resume with a conflicting BOHB option",
+         "--top-n-percent 20 differs from the run's 15", setup=run(), watch=("run",)),
+    Case("launch.local", ("--warm-start", "nowhere"), "warm start: no such directory",
+         "--warm-start nowhere: no such directory"),
+    Case("launch.local", ("--optimizer", "hyperband", "--random-fraction", "0.5"),
+         "BOHB option with hyperband",
+         "--random-fraction applies to --optimizer bohb only"),
     Case("launch.local", ("--space", "bad.yaml"), "space file: malformed YAML", "bad.yaml",
          setup=text("bad.yaml", BAD_YAML), watch=("bad.yaml",)),
     Case("launch.local", ("--precision", "nosuch"), "unknown precision", "invalid choice: 'nosuch'"),
@@ -246,6 +283,8 @@ CASES: tuple[Case, ...] = (
          "--n-workers must be at least 1"),
     Case("launch.slurm", ("-o", "job.sh", "--run-dir", "r", "--eta", "1"), "eta = 1",
          "--eta must be larger than 1"),
+    Case("launch.slurm", ("-o", "job.sh", "--run-dir", "r", "--warm-start", "run"),
+         "warm start: a run of another space", "another search space", setup=run(), watch=("run",)),
     Case("launch.slurm", ("-o", "job.sh"), "no --run-dir", "the following arguments are required: --run-dir"),
     Case("launch.container", ("nosuch",), "unknown role", "usage: python -m launch.container"),
     Case("launch.container", ("worker",), "HPO_NAMESERVER without a port", "expected HOST:PORT",
