@@ -286,3 +286,39 @@ def test_launch_local_slurm_and_the_container_pass_the_options_to_the_master(tmp
     from_environment = given_to_master(container.master_command(environment)[3:])
     assert from_environment.warm_start == (Path("/runs/sweep-1"), Path("/data/old"))
     assert (from_environment.top_n_percent, from_environment.min_points_in_model) == (30, 20)
+
+
+def test_a_resumed_warm_started_run_feeds_both_and_logs_neither_again(tmp_path: Path) -> None:
+    from hpo_service import resume
+    from hpo_service.hpbandster_fixes import JsonResultLogger
+    from hpo_service.master import prepare_model
+
+    source = write_old_run(tmp_path / "source")
+    rates = [10 ** (-1 - index / 3) for index in range(8)]
+    configs = [
+        [[0, 0, index], {"learning_rate": rate, "dropout": 0.2}, {}] for index, rate in enumerate(rates)
+    ]
+    results = [[line[0], 9.0, {}, {"loss": abs(line[1]["learning_rate"] - 0.01), "info": {}}, None]
+               for line in configs]  # fmt: skip
+    (source / "configs.json").write_text("".join(json.dumps(line) + "\n" for line in configs))
+    (source / "results.json").write_text("".join(json.dumps(line) + "\n" for line in results))
+    run_dir = with_results(write_old_run(tmp_path / "run"))
+    logged_run = resume.load_run(run_dir)
+    space = load_space(str(run_dir / "configspace.json"))
+    warm = warm_start.prepare([source], space, warm_start.run_budgets(1, 9, 3), 3)
+    before = (run_dir / "results.json").read_text()
+    with LocalNameserver("127.0.0.1", 0) as address:
+        optimizer = create_optimizer(
+            "bohb", space, run_id="resume", min_budget=1.0, max_budget=9.0, eta=3.0,
+            nameserver=address.host, nameserver_port=address.port, working_directory=str(run_dir),
+        )  # fmt: skip
+        try:
+            result_log = resume.appending_logger(JsonResultLogger, run_dir, logged_run.config_ids())
+            restored = prepare_model(optimizer, logged_run, warm, result_log, 1.0)
+            generator = optimizer.config_generator
+            assert restored is not None and restored.results == 3
+            assert (len(generator.configs[1.0]), len(generator.configs[9.0])) == (3, 8)
+            assert list(generator.kde_models) == [9.0]  # fitted although the last result fed was on 1
+        finally:
+            optimizer.shutdown()
+    assert (run_dir / "results.json").read_text() == before
