@@ -322,3 +322,20 @@ def test_a_resumed_warm_started_run_feeds_both_and_logs_neither_again(tmp_path: 
         finally:
             optimizer.shutdown()
     assert (run_dir / "results.json").read_text() == before
+
+
+def test_a_grid_warm_starts_with_its_seeds_dropped_and_its_budget_mapped(tmp_path: Path) -> None:
+    from tests.sweep_runs import write_study_run
+
+    grid = write_study_run(
+        tmp_path / "grid", {"learning_rate": [0.1, 0.01, 0.001], "optimizer": ["sgd", "adam"]}, kind="grid",
+        epochs=5, loss=lambda config, seed: None if config["learning_rate"] == 0.1 and seed == 1 else 0.1,
+    )  # fmt: skip
+    space = load_space(str(grid / "configspace.json"))
+    prepared = warm_start.prepare([grid], space, warm_start.run_budgets(1, 9, 3), 3)
+    (source,) = prepared.sources
+    assert (source.results, source.used, source.skipped) == (12, 12, {})
+    assert source.budgets == {"5": 3.0}  # 5 epochs: nearer to 3 than to 9 in log space
+    assert all("seed" not in job.kwargs["config"] and job.kwargs["budget"] == 3.0 for job in prepared.jobs)
+    assert sum(job.result is None for job in prepared.jobs) == 2  # crashed, fed as crashed
+    assert "12 of 12 results (budgets 5 -> 3)" in prepared.summary()
