@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow  # ~60 subprocesses, each importing its CLI: a minute on 2 cores
+# ~80 subprocesses, each importing its CLI: a minute or two on 2 cores, more on a busy machine (all of
+# them run in the module fixture, inside the first test's timeout).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bad_inputs.py"
 
