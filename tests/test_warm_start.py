@@ -64,6 +64,7 @@ def two_hyperparameter_space(path: Path) -> Path:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two or three whole runs, each up to 240 s on a busy machine
 def test_a_warm_started_run_picks_from_its_model_at_once_and_logs_only_its_own_jobs(
     process_run: ProcessRun, tmp_path: Path
 ) -> None:
@@ -103,6 +104,7 @@ def first_model_pick(run_dir: Path) -> int | None:
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two or three whole runs, each up to 240 s on a busy machine
 def test_fewer_min_points_in_model_move_the_first_model_pick_earlier(
     process_run: ProcessRun, tmp_path: Path
 ) -> None:
