@@ -40,6 +40,8 @@ class LiveStatus:
         self.state = ProgressState()
         self.counts: LiveCounts | None = None
         self.started = time.monotonic()
+        # When the speed behind the time left started to count (the first job that finished while we looked).
+        self.clock: float | None = None
         self._live: Live | None = None
 
     def start(self) -> None:
@@ -49,6 +51,12 @@ class LiveStatus:
             redirect_stdout=False, redirect_stderr=False,
         )  # fmt: skip
         self._live.start()
+
+    def start_clock(self) -> None:
+        """Jobs finished from now on measure the speed: the start-up (loading data, workers connecting)
+        does not, nor results of the run before a resume."""
+        self.state.start_clock()
+        self.clock = time.monotonic()
 
     def stop(self) -> None:
         """Leaves the last state of the block on the screen."""
@@ -66,16 +74,18 @@ class LiveStatus:
         # Until the master says how many jobs are planned, an empty bar (a pulsing one redraws all the time).
         bar.add_row(
             ProgressBar(total=max(state.planned, 1), completed=state.finished, width=40),
-            Text(self.jobs_line(time.monotonic() - self.started)),
+            Text(self.jobs_line(time.monotonic())),
         )
         best = "best: -" if state.best is None else f"best: {state.best.describe()}"
         return Group(bar, Text(self.counts_line()), Text(best))
 
-    def jobs_line(self, elapsed: float) -> str:
+    def jobs_line(self, now: float) -> str:
         state = self.state
-        remaining = state.remaining_seconds(elapsed) if state.finished < state.planned else None
+        remaining = None
+        if self.clock is not None and state.finished < state.planned:
+            remaining = state.remaining_seconds(now - self.clock)
         left = "" if remaining is None else f", ~{format_duration(remaining)} left"
-        return f"{state.finished}/{state.planned or '?'} jobs  {format_duration(elapsed)}{left}"
+        return f"{state.finished}/{state.planned or '?'} jobs  {format_duration(now - self.started)}{left}"
 
     def counts_line(self) -> str:
         state, counts = self.state, self.counts
@@ -108,25 +118,28 @@ class Feed(Protocol):
 
 
 class ResultsFeed:
-    """Finished jobs from ``results.json`` into the status; a new incumbent or a failed job is a line."""
+    """Finished jobs from ``results.json`` into the status; a new incumbent or a failed job is a line.
+
+    The first poll takes the results already there (a resumed run) silently: they are counted, but they are
+    no news. The first job that finishes after it starts the clock of the time-left estimate."""
 
     def __init__(self, run_dir: Path, status: LiveStatus) -> None:
         self.lines = AppendedLines(run_dir / "results.json")
         self.status = status
-        self.clock_started = False
+        self.first_poll = True
 
     def poll(self) -> None:
         for line in self.lines.read():
             outcome = outcome_of_line(line)
             if outcome is None:
                 continue
-            if self.status.state.record(outcome):
+            if self.status.state.record(outcome) and not self.first_poll:
                 self.status.print_line(incumbent_line(self.status.state))
-            if outcome.status != "ok":
+            if outcome.status != "ok" and not self.first_poll:
                 self.status.print_line(failure_line(outcome))
-        if not self.clock_started:  # results already there (a resumed run) say nothing about the speed
-            self.status.state.start_clock()
-            self.clock_started = True
+            if self.status.clock is None and not self.first_poll:
+                self.status.start_clock()
+        self.first_poll = False
 
 
 class CountsFeed:

@@ -85,7 +85,8 @@ class ProgressState:
         self.finished_at_start = self.finished
 
     def remaining_seconds(self, elapsed: float) -> float | None:
-        """Time left at the speed so far (jobs per second since the clock started); None until one finished.
+        """Time left at the speed so far: jobs finished in the ``elapsed`` seconds since the clock started;
+        None until one finished.
 
         Jobs of a bracket's large budgets take longer than its small ones, so this is an estimate that
         tightens as brackets complete."""

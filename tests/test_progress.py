@@ -145,21 +145,27 @@ def test_results_feed_prints_each_new_incumbent_and_each_failure_above_the_block
     status = LiveStatus(console=None)  # type: ignore[arg-type]  # never rendered here
     status.print_line = printed.append  # type: ignore[method-assign]
     feed = ResultsFeed(tmp_path, status)
+    # A resumed run's results: counted, not announced again.
     (tmp_path / "results.json").write_text(
-        result_line([0, 0, 0], 1, 0.5)
-        + result_line([0, 0, 1], 1, 0.6)
-        + result_line([0, 0, 2], 1, 1.0, "failed")
+        result_line([0, 0, 3], 1, 0.9) + result_line([0, 0, 4], 1, 1.0, "error")
     )
+    feed.poll()
+    assert printed == [] and status.state.finished == 2
+    with open(tmp_path / "results.json", "a") as handle:
+        handle.write(result_line([0, 0, 0], 1, 0.5) + result_line([0, 0, 1], 1, 0.6))
+        handle.write(result_line([0, 0, 2], 1, 1.0, "failed"))
     feed.poll()
     with open(tmp_path / "results.json", "a") as handle:
         handle.write(result_line([0, 0, 1], 3, 0.7))
     feed.poll()
     assert printed == [
-        "new best 0.5000 (test error 0.5000) at budget 1: (0, 0, 0), job 1",
+        "new best 0.5000 (test error 0.5000) at budget 1: (0, 0, 0), job 3",
         "job (0, 0, 2) budget 1 failed: diverged",
-        "new best 0.7000 (test error 0.5000) at budget 3: (0, 0, 1), job 4",
+        "new best 0.7000 (test error 0.5000) at budget 3: (0, 0, 1), job 6",
     ]
-    assert status.state.finished == 4 and status.state.failures == 1
+    assert status.state.finished == 6 and status.state.failures == 2
+    # The clock of the time left started with the first job that finished while the feed looked.
+    assert status.clock is not None and status.state.finished_at_start == 3
 
 
 def test_status_lines_say_what_is_running_and_how_long_is_left() -> None:
@@ -172,7 +178,16 @@ def test_status_lines_say_what_is_running_and_how_long_is_left() -> None:
     for index in range(5):
         status.state.record(ok((0, 0, index), 1, 0.5))
     assert status.counts_line() == "iteration 1 | running 3, queued 1 | workers 3/4 busy | failures 0"
-    assert status.jobs_line(30.0) == "5/10 jobs  0:30, ~0:30 left"
+    assert status.jobs_line(status.started + 30.0) == "5/10 jobs  0:30"  # no clock yet: no estimate
+    status.start_clock()
+    assert status.clock is not None
+    for index in range(5, 7):
+        status.state.record(ok((0, 0, index), 1, 0.5))
+    # Two jobs in the 10 s since the clock started, 3 left: 15 s.
+    assert (
+        status.jobs_line(status.clock + 10.0)
+        == f"7/10 jobs  {format_duration(status.clock + 10.0 - status.started)}, ~0:15 left"
+    )
 
 
 def test_console_handler_writes_short_lines_and_handlers_come_back(caplog: pytest.LogCaptureFixture) -> None:
