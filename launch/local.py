@@ -3,6 +3,9 @@
 Children run in their own process sessions so that Ctrl-C reaches only the launcher, which then stops
 them in order: the master first (it closes the result log and shuts the workers down), the workers
 after a grace period, and anything still alive is killed. No process is left behind.
+
+Each child writes its output to ``RUN_DIR/logs/`` (``master.log``, ``worker-1.log``, ...); what the terminal
+shows meanwhile (a status block on a TTY, plain per-job lines elsewhere) is :mod:`launch.console`'s.
 """
 
 from __future__ import annotations
