@@ -8,26 +8,41 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyte
 import pytest
 
 from hpo_service.optimizers import planned_jobs
-from tests.conftest import REPO, ProcessRun, alive, fake_worker_command, master_command, wait_for
+from tests.conftest import (
+    REPO,
+    ProcessRun,
+    alive,
+    child_pids,
+    fake_worker_command,
+    master_command,
+    result_lines,
+    wait_for,
+)
 
 COLUMNS, ROWS = 200, 40  # wide enough that no line of ours wraps
 TINY = ["--min-budget", "1", "--max-budget", "3", "--eta", "3", "--train-limit", "300"]
 
 
-def run_on_terminal(command: list[str], timeout: float) -> tuple[int, list[str]]:
-    """Run ``command`` with a pseudo terminal as stdin, stdout and stderr; its exit code and every line the
-    screen showed (scrolled off or not), as a terminal emulator draws them."""
+def run_on_terminal(
+    command: list[str], timeout: float, during: Callable[[subprocess.Popen[bytes]], None] | None = None
+) -> tuple[int, list[str]]:
+    """Run ``command`` with a pseudo terminal as stdin, stdout and stderr (and ``during`` on a thread while
+    it runs); its exit code and every line the screen showed (scrolled off or not), as a terminal emulator
+    draws them."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     environment = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
@@ -37,6 +52,8 @@ def run_on_terminal(command: list[str], timeout: float) -> tuple[int, list[str]]
         start_new_session=True,
     )  # fmt: skip
     os.close(follower)
+    if during is not None:
+        threading.Thread(target=during, args=(process,), daemon=True).start()
     output = bytearray()
     deadline = time.monotonic() + timeout
     try:
@@ -97,6 +114,34 @@ def test_launch_on_a_terminal_shows_the_status_block_and_logs_go_to_the_run_dir(
     assert "[6/6] iteration " in (logs / "master.log").read_text()
     for worker in ("worker-1.log", "worker-2.log"):
         assert "workers.process: ready in" in (logs / worker).read_text()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_on_a_terminal_a_killed_worker_and_its_job_are_one_line_each(tmp_path: Path) -> None:
+    """Problems still reach the terminal: a worker killed mid-job (its replacement, its job re-dispatched)
+    is one line each above the status block, with no traceback."""
+    run_dir = tmp_path / "run"
+    search = ["--optimizer", "hyperband", "--min-budget", "3", "--max-budget", "27", "--n-iterations", "1"]
+
+    def kill_a_worker(launcher: subprocess.Popen[bytes]) -> None:
+        if wait_for(lambda: len(result_lines(run_dir)) >= 2, timeout=180):
+            workers = [
+                pid
+                for pid in child_pids(launcher.pid)
+                if b"-m\x00workers" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+            os.kill(workers[0], signal.SIGKILL)
+
+    code, screen = run_on_terminal(launch_command(run_dir, "--n-workers", "2", *search), 400, kill_a_worker)
+    text = "\n".join(screen)
+    assert code == 0, text
+    replaced = [line for line in screen if "starting a replacement (1 of 3)" in line]
+    assert len(replaced) == 1 and replaced[0].startswith("WARNING launch.local: worker 0 (pid "), text
+    assert sum("WARNING hpo_service.dispatch: re-dispatching job" in line for line in screen) == 1, text
+    assert "Traceback" not in text and len(screen) <= 30, text
+    planned = planned_jobs("hyperband", 3, 27, 3, 1)
+    assert any("━" in line and f"{planned}/{planned} jobs" in line for line in screen), text  # none lost
 
 
 @pytest.mark.integration
