@@ -178,9 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Imported here so that --help and argument errors answer without loading HpBandSter's stack (and
         # inside the try: a Ctrl-C during the import is an interrupt like any other).
+        from hpo_service.console import live_console
         from hpo_service.master import run_master
 
-        run_master(settings)
+        # On a terminal: a live status block instead of a line per job (those go to RUN_DIR/logs).
+        with live_console(settings.run_dir, sys.stderr.isatty() and not args.verbose):
+            run_master(settings)
     except HpoServiceError as error:
         logger.error("%s", error)
         return 2

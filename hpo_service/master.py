@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import pickle
 import random
@@ -31,6 +30,7 @@ from hpo_service.nameserver import (
     write_credentials,
 )
 from hpo_service.optimizers import create_optimizer, planned_jobs
+from hpo_service.progress import CountsPublisher, LiveCounts, Outcome, ProgressState
 from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import RunDescription
 from hpo_service.settings import MasterSettings, check_fresh_run_dir
@@ -44,31 +44,31 @@ class ProgressReporter:
     """Logs one line per finished job: how far the run is, this result and the best so far."""
 
     def __init__(self, planned: int) -> None:
-        self.planned = planned
-        self.finished = 0
-        self.best: tuple[float, Any, float] | None = None
+        self.state = ProgressState(planned)
         self.master: Master | None = None
 
+    @property
+    def finished(self) -> int:
+        return self.state.finished
+
+    @finished.setter
+    def finished(self, count: int) -> None:  # results kept by a resumed run
+        self.state.finished = count
+
     def __call__(self, job: Job) -> None:
-        self.finished += 1
-        budget = float(job.kwargs["budget"])
         result = job.result or {}
         loss = result.get("loss")
         status = (result.get("info") or {}).get("status", "crashed" if job.exception else "ok")
-        if loss is not None and math.isfinite(loss) and status == "ok":
-            candidate = (budget, -loss)
-            if self.best is None or candidate > (self.best[2], -self.best[0]):
-                self.best = (loss, job.id, budget)
+        budget = float(job.kwargs["budget"])
+        self.state.record(Outcome(tuple(job.id), budget, loss, status))
         running, queued = self.job_counts()
         loss_text = f"{loss:.4f}" if isinstance(loss, float) else "-"
-        best_text = (
-            "-" if self.best is None else f"{self.best[0]:.4f} {tuple(self.best[1])} @ {self.best[2]:g}"
-        )
+        best_text = "-" if self.state.best is None else self.state.best.describe()
         logger.info(
             "[%d/%d] iteration %d %s budget %g: loss %s (%s) | best at largest budget so far: %s "
             "| running %d, queued %d",
-            self.finished,
-            self.planned,
+            self.state.finished,
+            self.state.planned,
             job.id[0],
             tuple(job.id),
             budget,
@@ -78,6 +78,12 @@ class ProgressReporter:
             running,
             queued,
         )
+
+    def live_counts(self) -> LiveCounts:
+        """For ``RUN_DIR/progress.json`` (:class:`hpo_service.progress.CountsPublisher`)."""
+        running, queued = self.job_counts()
+        pool = getattr(getattr(self.master, "dispatcher", None), "worker_pool", None) or {}
+        return LiveCounts(self.state.planned, running, queued, len(pool))
 
     def job_counts(self) -> tuple[int, int]:
         """Jobs on workers (busy workers) and jobs waiting for a free worker, from the dispatcher.
@@ -233,6 +239,8 @@ def run_master(settings: MasterSettings) -> Result:
             settings.min_workers,
             address,
         )
+        counts = CountsPublisher(run_dir, progress.live_counts)
+        counts.start()
         try:
             result = optimizer.run(n_iterations=n_iterations, min_n_workers=min_workers)
             result_log.close()  # the JSON logs are on disk before the pickle that summarises them
@@ -242,6 +250,7 @@ def run_master(settings: MasterSettings) -> Result:
             finished = replace(description, finished=time.time())
             write_json_atomically(run_dir / "run.json", finished.to_dict())
         finally:
+            counts.stop()
             result_log.close()
             optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
         # Only a finished run drops every checkpoint: an interrupted one may go on with --resume.

@@ -3,6 +3,9 @@
 Children run in their own process sessions so that Ctrl-C reaches only the launcher, which then stops
 them in order: the master first (it closes the result log and shuts the workers down), the workers
 after a grace period, and anything still alive is killed. No process is left behind.
+
+Each child writes its output to ``RUN_DIR/logs/`` (``master.log``, ``worker-1.log``, ...); what the terminal
+shows meanwhile (a status block on a TTY, plain per-job lines elsewhere) is :mod:`launch.console`'s.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpo_service.bohb_options import BohbOptions, add_bohb_arguments, bohb_options_from_args
+from hpo_service.console import LOG_DIRECTORY, short_log_lines
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import remove_credentials
@@ -40,6 +44,8 @@ from hpo_service.sweeps.options import (
 )
 from hpo_service.tls import ensure as ensure_tls
 from hpo_service.tls import in_run_dir, is_loopback
+from launch.console import LaunchTerminal, log_path
+from launch.dashboard import Dashboard, serve_command
 from workers.settings import DATASETS, PRECISIONS
 
 logger = logging.getLogger("launch.local")
@@ -89,6 +95,8 @@ class LaunchSettings:
     tls: bool = True
     # BOHB's model settings and --warm-start (hpo_service.bohb_options).
     bohb: BohbOptions = BohbOptions()
+    # --dashboard: the command of the live web dashboard started beside the search (None: no dashboard).
+    dashboard_command: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.n_workers < 1:
@@ -198,9 +206,11 @@ def worker_placements(settings: LaunchSettings) -> list[tuple[str, dict[str, str
 
 
 class ProcessGroup:
-    """The master and worker processes of one launch, stopped together."""
+    """The master and worker processes of one launch, stopped together. With a ``log_dir``, each process's
+    output goes to its file there (``master.log``, ``worker-1.log``, ...); otherwise to this terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
         self.master: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         # Per worker slot: how it is started, and how often it was replaced.
@@ -208,16 +218,29 @@ class ProcessGroup:
         self.restarts: list[int] = []
 
     def start_master(self, command: list[str]) -> None:
-        self.master = subprocess.Popen(command, start_new_session=True)
+        self.master = self._popen(command, "master", None)
 
     def start_worker(self, command: list[str], extra_environment: dict[str, str]) -> None:
         self.worker_starts.append((command, extra_environment))
         self.restarts.append(0)
-        self.workers.append(self._spawn(command, extra_environment))
+        self.workers.append(self._spawn(len(self.workers), command, extra_environment))
 
-    def _spawn(self, command: list[str], extra_environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, index: int, command: list[str], extra_environment: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         environment = {**os.environ, **WORKER_ENVIRONMENT, **extra_environment}
-        return subprocess.Popen(command, env=environment, start_new_session=True)
+        return self._popen(command, f"worker-{index + 1}", environment)
+
+    def _popen(
+        self, command: list[str], name: str, environment: dict[str, str] | None
+    ) -> subprocess.Popen[bytes]:
+        if self.log_dir is None:
+            return subprocess.Popen(command, env=environment, start_new_session=True)
+        # Appended: a replacement worker continues its slot's file, a resumed run its master's.
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            return subprocess.Popen(
+                command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def replace_dead_workers(self) -> None:
         """Start a new worker for each one killed by a signal (OOM killer, kill -9, a crash in native code)
@@ -232,7 +255,7 @@ class ProcessGroup:
                 "worker %d (pid %d) exited with code %s; starting a replacement (%d of %d)",
                 index, process.pid, process.returncode, self.restarts[index], WORKER_RESTARTS,
             )  # fmt: skip
-            self.workers[index] = self._spawn(*self.worker_starts[index])
+            self.workers[index] = self._spawn(index, *self.worker_starts[index])
 
     def all(self) -> list[subprocess.Popen[bytes]]:
         return ([self.master] if self.master is not None else []) + self.workers
@@ -289,14 +312,41 @@ def prepare_tls(settings: LaunchSettings) -> None:
     logger.info("TLS credentials of the run: %s (copy it to workers on other machines)", files.directory)
 
 
+@contextlib.contextmanager
+def watched(settings: LaunchSettings) -> Iterator[None]:
+    """The terminal (status block, or plain lines from the process logs) and the dashboard, if asked for,
+    for the duration of the search."""
+    terminal = LaunchTerminal.choose(settings.run_dir, settings.verbose)
+    terminal.start()
+    dashboard = None
+    try:
+        if settings.dashboard_command is not None:
+            dashboard = Dashboard(
+                settings.dashboard_command, log_path(settings.run_dir, "dashboard"), terminal.announce
+            )
+            dashboard.start()
+        yield
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        terminal.stop()
+
+
 def launch(settings: LaunchSettings) -> int:
     try:
         prepare_tls(settings)
     except (SettingsError, OSError) as error:
         logger.error("cannot prepare the run's TLS credentials: %s", error)
         return 2
-    group = ProcessGroup()
+    with watched(settings):
+        code = run_processes(settings)
+    report(settings, code)
+    return code
 
+
+def run_processes(settings: LaunchSettings) -> int:
+    """Start master and workers (their output in RUN_DIR/logs), supervise them, stop them all."""
+    group = ProcessGroup(settings.run_dir / LOG_DIRECTORY)
     try:
         logger.info("run %s in %s: %s with %d worker(s) on %s", settings.run_id, settings.run_dir,
                     settings.optimizer, settings.n_workers, settings.dataset)  # fmt: skip
@@ -313,7 +363,6 @@ def launch(settings: LaunchSettings) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         group.stop()
         code = 130
-    report(settings, code)
     return code
 
 
@@ -399,7 +448,17 @@ def build_parser() -> argparse.ArgumentParser:
         "and control the run; by default every connection is mutually authenticated with certificates "
         "made for the run in RUN_DIR/tls",
     )
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="stream every line of the master's and workers' logs (always in RUN_DIR/logs) to the terminal",
+    )
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start the live web dashboard (python -m analysis serve) beside the search, on a free port of "
+        "127.0.0.1, and print its URL",
+    )
     add_sweep_arguments(parser)
     add_bohb_arguments(parser)
     parser.add_argument(
@@ -428,6 +487,7 @@ def resumed_settings(args: argparse.Namespace, argv: Sequence[str] | None) -> La
         host=args.host, train_limit=args.train_limit, verbose=args.verbose, precision=args.precision,
         keep_checkpoints=args.keep_checkpoints, resume=True, tls=args.tls, max_attempts=args.max_attempts,
         job_timeout=args.job_timeout, **fields,
+        dashboard_command=serve_command(args.resume) if args.dashboard else None,
     )  # fmt: skip
 
 
@@ -435,9 +495,10 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
     if args.resume is not None:
         return resumed_settings(args, argv)
     run_id = args.run_id or default_run_id(args.optimizer)
+    run_dir = args.run_dir or Path("runs") / run_id
     return LaunchSettings(
         n_workers=args.n_workers,
-        run_dir=args.run_dir or Path("runs") / run_id,
+        run_dir=run_dir,
         run_id=run_id,
         optimizer=args.optimizer,
         min_budget=args.min_budget,
@@ -461,6 +522,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
         max_attempts=args.max_attempts,
         job_timeout=args.job_timeout,
         bohb=bohb_options_from_args(args),
+        dashboard_command=serve_command(run_dir) if args.dashboard else None,
     )
 
 
@@ -472,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LaunchError, SettingsError) as error:
         parser.error(str(error))
     configure_logging(args.verbose, prefix="launch ")
+    if not args.verbose and sys.stderr.isatty():  # the processes' full records are in RUN_DIR/logs
+        short_log_lines()
     interrupt_on_stop_signals()
     return launch(settings)
 

@@ -59,6 +59,14 @@ def test_default_bohb_run_on_digits_trains_real_networks(process_run: ProcessRun
     assert not (run_dir / "checkpoints").exists()  # removed at the end of the run
     log = process_run.log("launch")
     assert f"-m analysis {run_dir}" in log.splitlines()[-1]
+    # Output to a file: plain lines, one per job, and no worker chatter; every process's log in RUN_DIR/logs.
+    assert [line.split("] ")[0].rsplit("[", 1)[1] for line in log.splitlines() if "] iteration " in line] == [
+        f"{index}/4" for index in range(1, 5)
+    ]
+    assert "workers.process" not in log and "\x1b[" not in log
+    logs = run_dir / "logs"
+    assert sorted(path.name for path in logs.iterdir()) == ["master.log", "worker-1.log", "worker-2.log"]
+    assert "[4/4] iteration 0" in (logs / "master.log").read_text()
     check_analysis_of_a_real_run(run_dir)
 
 
@@ -118,7 +126,9 @@ def test_stop_signal_stops_every_process_in_order(
     # The master took the orderly path (closed its log, told the workers), nobody needed SIGKILL.
     assert "interrupted; every finished result is in" in log
     assert "killing process" not in log
-    assert "terminate called" not in log  # no worker aborted in C++ while its job's thread was in torch
+    process_logs = "".join(path.read_text() for path in (run_dir / "logs").glob("*.log"))
+    # No worker aborted in C++ while its job's thread was in torch.
+    assert "terminate called" not in log + process_logs
     # What was logged before the interrupt is intact, line by line.
     assert all(len(line) == 5 for line in result_lines(run_dir))
 
