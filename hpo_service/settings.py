@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,16 +71,16 @@ class MasterSettings:
             raise SettingsError(
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
             )
-        if not self.min_budget > 0:
-            raise SettingsError(f"--min-budget must be positive, got {self.min_budget:g}")
+        check_budgets(self.min_budget, self.max_budget)
+        check_seed(self.seed)
         if self.min_budget > self.max_budget:
             raise SettingsError(
                 f"--min-budget {self.min_budget:g} is larger than --max-budget {self.max_budget:g}"
             )
         if not self.eta > 1:
             raise SettingsError(f"--eta must be larger than 1, got {self.eta:g}")
-        if self.n_iterations < 1:
-            raise SettingsError(f"--n-iterations must be at least 1, got {self.n_iterations}")
+        if not 1 <= self.n_iterations <= MAX_ITERATIONS:
+            raise SettingsError(f"--n-iterations must be in 1..{MAX_ITERATIONS}, got {self.n_iterations}")
         if self.min_workers < 1:
             raise SettingsError(f"--min-workers must be at least 1, got {self.min_workers}")
         if self.ping_interval < 1:
@@ -93,8 +94,7 @@ class MasterSettings:
         require_authentication(self.host, self.tls_dir, self.allow_insecure)
         if self.tls_dir is not None:
             check_tls(self.tls_dir)
-        if not self.run_id or any(character in self.run_id for character in " /\\:"):
-            raise SettingsError(f"--run-id {self.run_id!r}: use letters, digits, '-', '_' or '.'")
+        check_run_id(self.run_id)
         if self.dataset not in DATASET_SHAPES:
             raise SettingsError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}"
@@ -112,6 +112,39 @@ def check_bohb_options(settings: MasterSettings) -> None:
     from hpo_service import warm_start
 
     warm_start.check(settings)
+
+
+# HpBandSter plans every iteration before the first job: a billion would spin before the master listens.
+MAX_ITERATIONS = 10_000
+# numpy's seeds (the sampler's) are 32-bit unsigned.
+MAX_SEED = 2**32 - 1
+# The run id names the run dir's default and the Pyro objects; file names stop at 255 bytes.
+MAX_RUN_ID_LENGTH = 100
+
+
+def check_budgets(min_budget: float, max_budget: float) -> None:
+    """Budgets are epochs: finite, and at least one (a job trains round(budget) epochs, never fewer than 1,
+    so budgets below 1 would all train the same epoch and promotions would learn nothing)."""
+    for name, budget in (("--min-budget", min_budget), ("--max-budget", max_budget)):
+        if not math.isfinite(budget):
+            raise SettingsError(f"{name} must be a finite number of epochs, got {budget:g}")
+    if min_budget < 1:
+        raise SettingsError(
+            f"--min-budget {min_budget:g} is less than one epoch: budgets are epochs (a job trains "
+            "round(budget) of them, at least 1); give --min-budget 1 or more"
+        )
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise SettingsError(f"--seed must be in 0..{MAX_SEED} (2**32 - 1), got {seed}")
+
+
+def check_run_id(run_id: str) -> None:
+    if not run_id or any(character in run_id for character in " /\\:\0"):
+        raise SettingsError(f"--run-id {run_id!r}: use letters, digits, '-', '_' or '.'")
+    if len(run_id) > MAX_RUN_ID_LENGTH:
+        raise SettingsError(f"--run-id is {len(run_id)} characters long; use at most {MAX_RUN_ID_LENGTH}")
 
 
 # What a run dir holds once its master has results; a new run refuses a dir with any of them (non-empty).

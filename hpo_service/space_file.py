@@ -28,7 +28,14 @@ from typing import Any
 
 import ConfigSpace as CS
 import yaml
+from ConfigSpace.exceptions import CyclicDependancyError
 
+from hpo_service.buildable import (
+    architecture_values,
+    check_architecture_values,
+    check_names,
+    forbid_unbuildable,
+)
 from hpo_service.errors import SettingsError
 from hpo_service.presets import InputShape
 
@@ -71,10 +78,10 @@ def space_from_document(document: Any, source: str, input_shape: InputShape = No
     forbid = document.get("forbid_unbuildable", True)
     if not isinstance(forbid, bool):
         raise SpaceFileError(f"{source}: forbid_unbuildable must be true or false, got {forbid!r}")
+    check_architecture_values(architecture_values(space), source)
     if forbid and input_shape is not None:
-        from hpo_service.space import forbid_unbuildable
-
         forbid_unbuildable(space, input_shape, label=source)
+    check_names(space, source)
     return space
 
 
@@ -173,6 +180,9 @@ def _add_conditions(space: CS.ConfigurationSpace, conditions: Any, source: str) 
         ]
         try:
             space.add(parts[0] if len(parts) == 1 else CS.AndConjunction(*parts))
+        except CyclicDependancyError:
+            cycle = f"the conditions form a cycle ({child_name} depends on itself)"
+            raise SpaceFileError(f"{where}: {cycle}") from None
         except (ValueError, TypeError) as error:
             raise SpaceFileError(f"{where}: {error}") from error
 

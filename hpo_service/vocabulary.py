@@ -11,3 +11,21 @@ INITS = ("default", "kaiming", "xavier", "normal")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "cyclic")
 AUGMENTATIONS = ("none", "crop_flip", "affine")
+# The most conv and hidden linear layers the model builder makes (workers.models).
+MAX_CONV_LAYERS = 3
+MAX_LINEAR_LAYERS = 9
+
+# Every configuration key the workers read (docs/hyperparameters.md): a space file naming anything else has a
+# typo, which the workers would silently ignore (the key then takes its default in every job).
+ARCHITECTURE_KEYS = (
+    "conv_layers", "filters", *(f"filters_{i}" for i in range(1, MAX_CONV_LAYERS + 1)), "kernel_size",
+    "stride", "padding", "pooling", "activation", "batch_norm", "linear_layers", "units", "fc_units",
+    *(f"units_{i}" for i in range(1, MAX_LINEAR_LAYERS + 1)), "dropout", "init", "channel_pair",
+)  # fmt: skip
+TRAINING_KEYS = (
+    "learning_rate", "batch_size", "optimizer", "momentum", "beta1", "beta2", "alpha", "weight_decay",
+    "lr_schedule", "step_gamma", "cycle_epochs", "augmentation", "seed",
+)  # fmt: skip
+# Switches that only activate other hyperparameters through conditions (the full preset's weight decay).
+SWITCH_KEYS = ("use_weight_decay",)
+HYPERPARAMETER_NAMES = frozenset(ARCHITECTURE_KEYS + TRAINING_KEYS + SWITCH_KEYS)

@@ -58,6 +58,8 @@ WORKER_STOP_GRACE = 10.0
 # Replacements per worker slot for a worker killed mid-run (OOM killer, kill -9), as compose's restart
 # policy does; the master re-dispatches its job either way.
 WORKER_RESTARTS = 3
+# What one worker process holds once ready (torch, the dataset, a model; measured ~830 MB on CPU).
+WORKER_MEMORY = 830 * 10**6
 
 
 class LaunchError(Exception):
@@ -101,6 +103,9 @@ class LaunchSettings:
     def __post_init__(self) -> None:
         if self.n_workers < 1:
             raise LaunchError(f"--n-workers must be at least 1, got {self.n_workers}")
+        check_memory_for(self.n_workers)
+        if self.train_limit is not None and self.train_limit < 1:
+            raise LaunchError(f"--train-limit must be at least 1 image, got {self.train_limit}")
         if self.data_dir is not None and not self.download and not self.data_dir.is_dir():
             raise LaunchError(f"--data-dir {self.data_dir} is not a directory")
         if self.dataset != "digits" and self.data_dir is None and not self.download:
@@ -178,6 +183,40 @@ class LaunchSettings:
             command += ["--train-limit", str(self.train_limit)]
         command += self.tls_options()
         return command + (["--verbose"] if self.verbose else [])
+
+
+def memory_bytes(field: str) -> int | None:
+    """``MemTotal`` or ``MemAvailable`` of /proc/meminfo in bytes; None where there is no such file."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name == field:
+            return int(value.split()[0]) * 1024
+    return None
+
+
+def check_memory_for(n_workers: int) -> None:
+    """Refuse more workers than this machine's memory can hold at all; warn when more than it has free."""
+    needed = n_workers * WORKER_MEMORY
+    total = memory_bytes("MemTotal")
+    if total is not None and needed > total:
+        raise LaunchError(
+            f"--n-workers {n_workers}: each worker holds about {WORKER_MEMORY / 1e6:.0f} MB once ready, "
+            f"{needed / 1e9:.1f} GB in all; this machine has {total / 1e9:.1f} GB of memory, room for "
+            f"about {total // WORKER_MEMORY} workers"
+        )
+    available = memory_bytes("MemAvailable")
+    if available is not None and needed > available:
+        logger.warning("--n-workers %d needs about %.1f GB of memory; %.1f GB are available now",
+                       n_workers, needed / 1e9, available / 1e9)  # fmt: skip
+
+
+def exit_code(returncode: int) -> int:
+    """A child's return code as a shell reports it: 128 + N for one killed by signal N (not 256 - N)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def visible_gpus() -> list[str]:
@@ -289,6 +328,8 @@ def supervise(group: ProcessGroup, poll_interval: float = 0.5) -> int:
     while group.master.poll() is None:
         group.replace_dead_workers()
         if group.workers and all(process.poll() is not None for process in group.workers):
+            if all(process.returncode == 0 for process in group.workers) and master_ends(group.master):
+                break  # the master shut its workers down at the end of the run, then exited
             codes = sorted({process.returncode for process in group.workers})
             logger.error(
                 "every worker exited (exit codes %s) before the run ended; stopping the master", codes
@@ -299,7 +340,14 @@ def supervise(group: ProcessGroup, poll_interval: float = 0.5) -> int:
     # The master's shutdown call ends the workers; give them a moment, then stop whoever is left.
     wait_all(group.workers, WORKER_STOP_GRACE)
     group.stop()
-    return group.master.returncode
+    return exit_code(group.master.returncode)
+
+
+def master_ends(master: subprocess.Popen[bytes]) -> bool:
+    """Whether the master exits within its stop grace: workers exit with 0 only when the master shut them
+    down, which it does at the end of the run, just before it exits itself."""
+    wait_all([master], MASTER_STOP_GRACE)
+    return master.poll() is not None
 
 
 def prepare_tls(settings: LaunchSettings) -> None:
@@ -440,10 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
     )
     add_failure_arguments(parser)
+    parser.set_defaults(tls=True)  # not on the action: the help would show "--no-tls (default: True)"
     parser.add_argument(
         "--no-tls",
         dest="tls",
         action="store_false",
+        default=argparse.SUPPRESS,
         help="no TLS: with a loopback --host only, and then any user of this machine can reach the ports "
         "and control the run; by default every connection is mutually authenticated with certificates "
         "made for the run in RUN_DIR/tls",
@@ -527,17 +577,21 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_from_args(args, argv)
-    except (LaunchError, SettingsError) as error:
-        parser.error(str(error))
-    configure_logging(args.verbose, prefix="launch ")
-    if not args.verbose and sys.stderr.isatty():  # the processes' full records are in RUN_DIR/logs
-        short_log_lines()
+    # First: a SIGINT inherited as ignored (started in the background) must still stop the launch.
     interrupt_on_stop_signals()
-    return launch(settings)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            settings = settings_from_args(args, argv)
+        except (LaunchError, SettingsError) as error:
+            parser.error(str(error))
+        configure_logging(args.verbose, prefix="launch ")
+        if not args.verbose and sys.stderr.isatty():  # the processes' full records are in RUN_DIR/logs
+            short_log_lines()
+        return launch(settings)
+    except KeyboardInterrupt:
+        return 130  # stopped before any process started
 
 
 if __name__ == "__main__":

@@ -125,6 +125,17 @@ def in_run(step: Callable[[Path], None], name: str = "run") -> Callable[[Path], 
     return lambda tmp: step(tmp / name)
 
 
+def space_yaml(
+    *parameters: str, conditions: Sequence[str] = (), learning_rate: bool = True
+) -> Callable[[Path], None]:
+    """s.yaml: ``parameters`` (YAML lines), after a learning rate unless told not, then ``conditions``."""
+    rate = ["learning_rate: {range: [1.0e-4, 0.1], log: true}"] if learning_rate else []
+    lines = ["hyperparameters:", *(f"  {line}" for line in (*rate, *parameters))]
+    if conditions:
+        lines += ["conditions:", *(f"  {line}" for line in conditions)]
+    return text("s.yaml", "\n".join(lines) + "\n")
+
+
 @dataclass(frozen=True)
 class Case:
     cli: str  # module: hpo_service, workers, launch.local, analysis, launch.slurm, launch.container
@@ -191,6 +202,46 @@ CASES: tuple[Case, ...] = (
          "space", setup=run(), watch=("run",)),
     Case("hpo_service", ("--resume", "run"), "--resume: results.json with a corrupted line",
          "line 2 is not valid JSON", setup=prepare(run(), in_run(corrupt_middle_line)), watch=("run",)),
+    # --- issue 14: space files, numbers out of range, names too long -----------------------------------
+    Case("hpo_service", ("--space", "s.yaml"), "space file: conv_layers range beyond the builder's 3",
+         "conv_layers must be 0..3, got 4", setup=space_yaml("conv_layers: {range: [2, 5]}")),
+    Case("hpo_service", ("--space", "s.yaml"), "space file: a non-numeric conv_layers choice",
+         "conv_layers must be 0..3, got 'three'",
+         setup=space_yaml('conv_layers: {choices: [1, 2, "three"]}')),
+    Case("hpo_service", ("--space", "s.yaml"), "space file: a non-numeric kernel_size choice",
+         "kernel_size must be an integer >= 1, got 'big'",
+         setup=space_yaml("kernel_size: {choices: [3, big]}")),
+    Case("hpo_service", ("--space", "s.yaml"), "space file: stride 0",
+         "stride must be an integer >= 1, got 0",
+         setup=space_yaml("stride: {choices: [0, 1]}")),
+    Case("hpo_service", ("--space", "s.yaml"), "space file: negative conv_layers", "conv_layers must be 0..3",
+         setup=space_yaml("conv_layers: -1")),
+    Case("hpo_service", ("--space", "s.yaml"), "space file: a default that cannot be built",
+         "the default configuration", setup=space_yaml("conv_layers: {range: [1, 3]}", "kernel_size: 5",
+                                                       "padding: valid")),
+    Case("hpo_service", ("--space", "s.yaml"), "space file: conditions that form a cycle",
+         "the conditions form a cycle", setup=space_yaml(
+             "optimizer: {choices: [sgd, adam]}", "activation: {choices: [relu, tanh]}",
+             conditions=("optimizer: {activation: [relu]}", "activation: {optimizer: [sgd]}"))),
+    Case("hpo_service", ("--space", "s.yaml"), "space file: a misspelled hyperparameter name",
+         "did you mean 'learning_rate'",
+         setup=space_yaml("learning_rat: {range: [1.0e-4, 0.1], log: true}", learning_rate=False)),
+    Case("launch.local", ("--space", "s.yaml"), "space file: stride 0", "stride must be an integer >= 1",
+         setup=space_yaml("stride: {choices: [0, 1]}")),
+    Case("hpo_service", ("--max-budget", "nan"), "max budget NaN", "--max-budget must be a finite number"),
+    Case("launch.local", ("--max-budget", "inf"), "max budget infinite",
+         "--max-budget must be a finite number"),
+    Case("hpo_service", ("--seed", "-1"), "negative seed", "--seed must be in 0..4294967295"),
+    Case("launch.local", ("--seed", "4294967296"), "seed of 2**32", "--seed must be in 0..4294967295"),
+    Case("hpo_service", ("--n-iterations", "1000000000"), "a billion iterations",
+         "--n-iterations must be in 1.."),
+    Case("launch.local", ("--min-budget", "0.1", "--max-budget", "0.5"), "budgets below one epoch",
+         "less than one epoch"),
+    Case("launch.local", ("--train-limit", "0"), "no training images", "--train-limit must be at least 1"),
+    Case("launch.local", ("--n-workers", "5000"), "more workers than the memory can hold",
+         "each worker holds about 830 MB"),
+    Case("hpo_service", ("--run-id", "x" * 300), "300-character run id", "--run-id is 300 characters long"),
+    Case("launch.local", ("--run-id", "x" * 300), "300-character run id", "--run-id is 300 characters long"),
     # --- worker: python -m workers ---------------------------------------------------------------------
     Case("workers", ("--run-id", "x", "--nameserver", "127.0.0.1:9", "--precision", "nosuch"),
          "unknown precision", "invalid choice: 'nosuch'"),

@@ -116,3 +116,25 @@ def test_yaml_whose_fixed_architecture_collapses_is_refused(tmp_path: Path) -> N
     text = "hyperparameters:\n  conv_layers: 3\n  kernel_size: 7\n  padding: valid\n  lr: {range: [0.1, 1]}\n"
     with pytest.raises(SettingsError, match="cannot be built for input 1x8x8"):
         load_space(str(write(tmp_path, text)), dataset="digits")
+
+
+def test_every_name_the_presets_and_workers_use_is_a_known_hyperparameter() -> None:
+    """The list a space file is checked against (a typo is refused) holds every preset's names and every
+    field the workers' specs read, so no real name is refused."""
+    from dataclasses import fields
+
+    from hpo_service.space import SPACE_NAMES, build_space
+    from hpo_service.vocabulary import HYPERPARAMETER_NAMES
+    from workers.models import ArchitectureSpec
+    from workers.training_spec import TrainingSpec
+
+    for name in SPACE_NAMES:
+        assert set(build_space(name)) <= HYPERPARAMETER_NAMES, name
+    for spec in (ArchitectureSpec, TrainingSpec):
+        assert {field.name for field in fields(spec)} <= HYPERPARAMETER_NAMES, spec
+
+
+def test_a_misspelled_name_is_refused_with_the_closest_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "hyperparameters:\n  learning_rat: {range: [0.001, 0.1], log: true}\n")
+    with pytest.raises(SettingsError, match="did you mean 'learning_rate'"):
+        load_space(str(path))

@@ -19,7 +19,7 @@ import numpy as np
 from torch import nn
 
 from hpo_service.shapes import PADDINGS, POOL_SIZE, POOLINGS, collapse_reason, feature_map_sizes
-from hpo_service.vocabulary import INITS
+from hpo_service.vocabulary import INITS, MAX_CONV_LAYERS, MAX_LINEAR_LAYERS
 
 __all__ = [
     "ACTIVATIONS",
@@ -42,8 +42,6 @@ __all__ = [
     "uses_convolutions",
 ]
 
-MAX_CONV_LAYERS = 3
-MAX_LINEAR_LAYERS = 9
 DEFAULT_FILTERS = 16
 DEFAULT_UNITS = 128
 LEAKY_RELU_SLOPE = 0.01  # PyTorch's default, also the ``param`` of its leaky_relu gain
