@@ -1,0 +1,159 @@
+"""Follow a run directory's JSON logs incrementally: each refresh reads only the bytes appended since the
+last one (a byte offset per file), and keeps a partial last line until its newline arrives.
+
+The master appends one JSON line per configuration (``configs.json``) and per finished job
+(``results.json``) and flushes each; a reader can see a line cut short while it is being written, so only
+complete lines (ending in a newline) are parsed. A file that shrank (rewritten, e.g. a fresh run in the
+same directory) is read again from the start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from analysis.data import ConfigId, RunData
+from analysis.load import (
+    CONFIGS_FILE,
+    DESCRIPTION_FILE,
+    RESULTS_FILE,
+    RawJob,
+    RunDirError,
+    normalise_jobs,
+    parse_config_line,
+    parse_result_line,
+    read_metadata,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class LineFollower(Generic[T]):
+    """The parsed records of one JSON-lines file, extended by :meth:`refresh` with what was appended."""
+
+    path: Path
+    parse: Callable[[Any], T]
+    records: list[T] = field(default_factory=list)
+    offset: int = 0
+    pending: bytes = b""
+    # Lines that did not parse (not the partial last one, which waits for its end).
+    skipped: int = 0
+
+    def refresh(self) -> bool:
+        """Read what was appended; ``True`` when new records arrived (or the file restarted)."""
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return False
+        restarted = size < self.offset
+        if restarted:
+            self.records, self.offset, self.pending, self.skipped = [], 0, b"", 0
+        if size == self.offset:
+            return restarted
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read(size - self.offset)
+        self.offset += len(chunk)
+        data = self.pending + chunk
+        complete, _, self.pending = data.rpartition(b"\n")
+        before = len(self.records)
+        if complete:
+            self.parse_lines(complete.split(b"\n"))
+        return restarted or len(self.records) > before
+
+    def parse_lines(self, lines: list[bytes]) -> None:
+        import json
+
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                self.records.append(self.parse(json.loads(line)))
+            except (ValueError, UnicodeDecodeError) as error:
+                self.skipped += 1
+                logger.warning("%s: ignoring a malformed line (%s)", self.path, error)
+
+
+class RunFollower:
+    """One run directory followed live; :meth:`snapshot` gives the run as :class:`RunData` and a version
+    number that changes exactly when something new was read. Thread-safe."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.configs = LineFollower(run_dir / CONFIGS_FILE, parse_config_line)
+        self.results: LineFollower[RawJob] = LineFollower(run_dir / RESULTS_FILE, parse_result_line)
+        self.version = 0
+        self.description_stamp: tuple[int, int] | None = None
+        self.lock = threading.Lock()
+        self.cached: RunData | None = None
+
+    def refresh(self) -> int:
+        """Read what was appended to the logs (and a changed ``run.json``); the version afterwards."""
+        with self.lock:
+            changed = self.configs.refresh()
+            changed = self.results.refresh() or changed
+            stamp = file_stamp(self.run_dir / DESCRIPTION_FILE)
+            if changed or stamp != self.description_stamp:
+                self.description_stamp = stamp
+                self.version += 1
+                self.cached = None
+            return self.version
+
+    def snapshot(self) -> tuple[int, RunData]:
+        """The current version and the run as read so far (built once per version)."""
+        with self.lock:
+            if self.cached is None:
+                self.cached = self.build()
+            return self.version, self.cached
+
+    def raw_jobs(self, start: int, stop: int) -> list[RawJob]:
+        """The jobs of ``results.json`` lines ``start`` to ``stop``, in file order."""
+        with self.lock:
+            return self.results.records[start:stop]
+
+    def build(self) -> RunData:
+        configs: dict[ConfigId, dict[str, Any]] = {}
+        config_info: dict[ConfigId, dict[str, Any]] = {}
+        for config_id, config, info in self.configs.records:
+            configs[config_id], config_info[config_id] = config, info
+        try:
+            metadata = read_metadata(self.run_dir / DESCRIPTION_FILE)
+        except RunDirError as error:  # being rewritten, or broken: the page still shows the jobs
+            logger.warning("%s", error)
+            metadata = read_metadata(self.run_dir / "missing-run.json")
+        try:
+            jobs, origin = normalise_jobs(list(self.results.records))
+        except RunDirError as error:
+            logger.warning("%s: %s", self.run_dir, error)
+            jobs, origin = (), None
+        return RunData(
+            run_dir=self.run_dir,
+            source=f"{CONFIGS_FILE} + {RESULTS_FILE}",
+            metadata=metadata,
+            jobs=jobs,
+            configs=configs,
+            config_info=config_info,
+            time_origin=origin,
+        )
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a run directory the dashboard can follow: it holds a run's JSON logs or
+    ``run.json`` (a pickle alone is not enough: the dashboard never opens pickles)."""
+    names = (CONFIGS_FILE, RESULTS_FILE, DESCRIPTION_FILE)
+    return path.is_dir() and any((path / name).is_file() for name in names)
