@@ -15,7 +15,6 @@ from analysis.dashboard import info
 from analysis.dashboard.follow import RunFollower
 from analysis.dashboard.registry import RunRegistry
 from analysis.data import RunData
-from analysis.load import RunDirError, job_record, job_times
 from analysis.watch import run_finished
 
 # Importance (a random forest) is recomputed at most this often, and only when jobs were added.
@@ -82,18 +81,11 @@ class Feed:
         follower = self.follower(run_id)
         follower.refresh()
         version, run = follower.snapshot()
-        reset = origin != run.time_origin or cursor > len(run.jobs)
+        records = follower.file_order_jobs()[: len(run.jobs)]
+        reset = origin != run.time_origin or cursor > len(records)
         start = 0 if reset else max(cursor, 0)
-        rows = []
-        base = run.time_origin or 0.0
-        for index, raw in enumerate(follower.raw_jobs(start, len(run.jobs)), start=start):
-            try:
-                submitted, started, finished = job_times(raw)
-            except RunDirError:
-                continue
-            job = job_record(raw, submitted - base, started - base, finished - base)
-            rows.append(info.job_row(index, run, job))
-        return {"version": version, "origin": run.time_origin, "cursor": len(run.jobs), "reset": reset,
+        rows = [info.job_row(index, run, job) for index, job in enumerate(records[start:], start=start)]
+        return {"version": version, "origin": run.time_origin, "cursor": len(records), "reset": reset,
                 "rows": rows}  # fmt: skip
 
     def charts(self, run_id: str, rule: str) -> dict[str, Any]:

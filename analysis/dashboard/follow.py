@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from analysis.data import ConfigId, RunData
+from analysis.data import ConfigId, JobRecord, RunData, RunMetadata
 from analysis.load import (
     CONFIGS_FILE,
     DESCRIPTION_FILE,
     RESULTS_FILE,
     RawJob,
     RunDirError,
-    normalise_jobs,
+    job_record,
+    job_times,
     parse_config_line,
     parse_result_line,
     read_metadata,
@@ -93,6 +94,10 @@ class RunFollower:
         self.description_stamp: tuple[int, int] | None = None
         self.lock = threading.Lock()
         self.cached: RunData | None = None
+        # The normalised jobs in file order, their time origin, and raw jobs skipped (no time stamps).
+        self.records: list[JobRecord] = []
+        self.origin: float | None = None
+        self.untimed = 0
 
     def refresh(self) -> int:
         """Read what was appended to the logs (and a changed ``run.json``); the version afterwards."""
@@ -113,10 +118,12 @@ class RunFollower:
                 self.cached = self.build()
             return self.version, self.cached
 
-    def raw_jobs(self, start: int, stop: int) -> list[RawJob]:
-        """The jobs of ``results.json`` lines ``start`` to ``stop``, in file order."""
+    def file_order_jobs(self) -> list[JobRecord]:
+        """The jobs in ``results.json`` order (the same records as the snapshot's), up to its version."""
         with self.lock:
-            return self.results.records[start:stop]
+            if self.cached is None:
+                self.cached = self.build()
+            return self.records
 
     def build(self) -> RunData:
         configs: dict[ConfigId, dict[str, Any]] = {}
@@ -127,21 +134,44 @@ class RunFollower:
             metadata = read_metadata(self.run_dir / DESCRIPTION_FILE)
         except RunDirError as error:  # being rewritten, or broken: the page still shows the jobs
             logger.warning("%s", error)
-            metadata = read_metadata(self.run_dir / "missing-run.json")
-        try:
-            jobs, origin = normalise_jobs(list(self.results.records))
-        except RunDirError as error:
-            logger.warning("%s: %s", self.run_dir, error)
-            jobs, origin = (), None
+            metadata = RunMetadata()
+        self.update_records()
+        jobs = sorted(self.records, key=lambda job: (job.finished, job.submitted, job.config_id, job.budget))
         return RunData(
             run_dir=self.run_dir,
             source=f"{CONFIGS_FILE} + {RESULTS_FILE}",
             metadata=metadata,
-            jobs=jobs,
+            jobs=tuple(jobs),
             configs=configs,
             config_info=config_info,
-            time_origin=origin,
+            time_origin=self.origin,
         )
+
+    def update_records(self) -> None:
+        """Normalise the raw jobs not yet normalised, as :func:`analysis.load.normalise_jobs` does (times
+        since the first submission); all of them again when a job submitted earlier moved the origin, or
+        when the file started over."""
+        raw = self.results.records
+        if len(self.records) + self.untimed > len(raw):
+            self.records, self.untimed, self.origin = [], 0, None
+        new = raw[len(self.records) + self.untimed :]
+        times = []
+        for job in new:
+            try:
+                times.append((job, job_times(job)))
+            except RunDirError as error:
+                self.untimed += 1
+                logger.warning("%s: %s", self.run_dir, error)
+        earliest = min((submitted for _, (submitted, _, _) in times), default=None)
+        if earliest is not None and self.origin is not None and earliest < self.origin:
+            self.records, self.untimed, self.origin = [], 0, None
+            self.update_records()
+            return
+        if self.origin is None:
+            self.origin = earliest
+        base = self.origin or 0.0
+        for job, (submitted, started, finished) in times:
+            self.records.append(job_record(job, submitted - base, started - base, finished - base))
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:

@@ -16,6 +16,7 @@ const state = {
   filters: {},
   selectedConfig: null,
   chartsDrawnAt: 0,
+  chartMilliseconds: 2000,
   importanceAt: 0,
   importanceVersion: null,
   polling: false,
@@ -244,24 +245,46 @@ function drawIncumbent(incumbent) {
     const step = { x: xs.length ? xs.concat([end]) : [], y: xs.length ? incumbent.losses.concat([incumbent.losses.at(-1)]) : [],
       mode: "lines", line: { shape: "hv" }, name: "incumbent loss", hoverinfo: "skip" };
     const points = { x: xs, y: incumbent.losses, mode: "markers", name: "incumbents", text: hover,
-      hoverinfo: "text", marker: { size: 8 } };
-    Plotly.react(element, [step, points], layout(`incumbent (${incumbent.rule})`, xTitle, "loss",
-      { yaxis: { title: { text: "loss" }, type: "log" }, showlegend: false }), PLOT_CONFIG);
+      hoverinfo: "text", marker: { size: 9, color: "#d62728" } };
+    const traces = element === "incumbent-time" ? [jobsTrace(), step, points] : [step, points];
+    Plotly.react(element, traces, layout(`incumbent (${incumbent.rule})`, xTitle, "loss",
+      { yaxis: { title: { text: "loss" }, type: "log", dtick: "D2" }, xaxis: { title: { text: xTitle }, rangemode: "tozero" },
+        showlegend: false }), PLOT_CONFIG);
   }
 }
 
+const JOB_POINTS = 5000;
+
+function jobsTrace() {
+  // Every finished job behind the incumbent line (the latest JOB_POINTS of a large run), coloured by budget.
+  const rows = state.rows.filter((row) => row.loss !== null).slice(-JOB_POINTS);
+  return { x: rows.map((row) => row.finished), y: rows.map((row) => row.loss), mode: "markers", name: "jobs",
+    text: rows.map((row) => `config ${escapeHtml(row.config_id)}, budget ${row.budget}, loss ${formatValue(row.loss)}`),
+    hoverinfo: "text", marker: { size: 5, opacity: 0.45, color: rows.map((row) => Math.log(row.budget)),
+      colorscale: "Viridis" } };
+}
+
 function drawGantt(gantt) {
+  // One line trace per budget whose segments (separated by gaps) are the jobs: one SVG path per budget
+  // instead of one per job, so ten thousand jobs still draw in a moment. Hover shows each job's ends.
   const budgets = [...new Set(gantt.budget)].sort((first, second) => first - second);
   const traces = budgets.map((budget) => {
-    const picked = gantt.budget.map((value, index) => (value === budget ? index : -1)).filter((index) => index >= 0);
-    return { type: "bar", orientation: "h", name: `budget ${budget}`, base: picked.map((index) => gantt.started[index]),
-      x: picked.map((index) => gantt.duration[index]), y: picked.map((index) => gantt.worker[index]),
-      text: picked.map((index) => `config ${escapeHtml(gantt.config_id[index])}, ${escapeHtml(gantt.status[index])}`),
-      hoverinfo: "text+name", textposition: "none" };
+    const x = [], y = [], text = [];
+    gantt.budget.forEach((value, index) => {
+      if (value !== budget) return;
+      const label = `config ${escapeHtml(gantt.config_id[index])}, budget ${budget}, ${escapeHtml(gantt.status[index])}`;
+      // A sliver of space after each job shows where one ends and the next begins.
+      const gap = Math.min(gantt.duration[index] * 0.1, gantt.span * 0.002);
+      x.push(gantt.started[index], gantt.started[index] + gantt.duration[index] - gap, null);
+      y.push(gantt.worker[index], gantt.worker[index], null);
+      text.push(label, label, null);
+    });
+    return { x, y, text, mode: "lines", name: `budget ${budget}`, hoverinfo: "text", connectgaps: false,
+      line: { width: 14 } };
   });
   const note = gantt.inferred ? " (results name no worker: slots)" : "";
   Plotly.react("gantt", traces, layout(`jobs per worker${note}`, "time since the first submission [s]", "",
-    { barmode: "overlay", yaxis: { type: "category", automargin: true } }), PLOT_CONFIG);
+    { yaxis: { type: "category", automargin: true, range: [-0.7, gantt.workers.length - 0.3] } }), PLOT_CONFIG);
 }
 
 function drawBudgets(budgets) {
@@ -357,7 +380,7 @@ async function pollJobsAndCharts(run) {
   state.origin = jobs.origin;
   drawTable();
   const now = Date.now();
-  if (now - state.chartsDrawnAt < CHART_MILLISECONDS) return;
+  if (now - state.chartsDrawnAt < state.chartMilliseconds) return;
   state.chartsDrawnAt = now;
   const charts = await getJson("/api/charts", { run: run.id, rule: state.rule });
   drawIncumbent(charts.incumbent);
@@ -365,6 +388,8 @@ async function pollJobsAndCharts(run) {
   drawBudgets(charts.budgets);
   drawParallel(charts.parallel);
   state.versions[run.id] = Math.min(jobs.version, charts.version);
+  // Large runs take a while to draw: redraw their charts less often, so the table stays live.
+  state.chartMilliseconds = Math.max(CHART_MILLISECONDS, 5 * (Date.now() - now));
 }
 
 async function pollCompare(runs) {
