@@ -235,3 +235,17 @@ def test_cli_refuses_a_port_in_use_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"python -m analysis serve: error: cannot listen on 127.0.0.1 port {port}: the port is in use"
     ]
+
+
+def test_a_job_submitted_before_all_others_resets_the_page_to_the_new_time_origin(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(result_line(10, 0.5) + result_line(11, 0.4))
+    with served([run_dir]) as server:
+        first = get_json(server, "/api/jobs?run=run")
+        assert [row["started"] for row in first["rows"]] == [0.0, 1.0]
+        with open(run_dir / "results.json", "a") as handle:
+            handle.write(result_line(4, 0.3, config_id=(0, 0, 4)))  # submitted 6 s before the others
+        update = get_json(server, f"/api/jobs?run=run&cursor=2&origin={first['origin']}")
+    assert update["reset"] and update["origin"] == first["origin"] - 6
+    assert [(row["index"], row["started"]) for row in update["rows"]] == [(0, 6.0), (1, 7.0), (2, 0.0)]
