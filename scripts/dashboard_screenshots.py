@@ -10,7 +10,8 @@ several budgets and saves, in headless Debian chromium (Playwright):
 
     .venv/bin/python scripts/dashboard_screenshots.py [--runs DIR] [--output docs/images]
 
-``--runs DIR`` with a finished run inside skips the search (re-shooting after a page change).
+``--runs DIR`` keeps the run in ``DIR/bohb-digits``; when it is already there, the search is skipped
+(re-shooting after a page change).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=Path, help="a directory with a finished run (skips the search)")
+    parser.add_argument("--runs", type=Path, help="keep the run here; reuse it when present")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "images")
     options = parser.parse_args()
     if missing_reason() is not None:
@@ -123,8 +124,8 @@ def main() -> int:
         runs.mkdir(parents=True, exist_ok=True)
         server, url = start_server(runs)
         try:
-            search = None if options.runs else start_search(runs)
-            run_dir = next(runs.iterdir()) if options.runs else runs / "bohb-digits"
+            run_dir = runs / "bohb-digits"
+            search = None if (run_dir / "run.json").is_file() else start_search(runs)
             wait_for_end(search, run_dir)
             shoot(url, run_dir, options.output)
         finally:

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -112,6 +113,14 @@ class DashboardServer(ThreadingHTTPServer):
         self.files: dict[str, bytes] = {}
         self.files_lock = threading.Lock()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A page closed mid-answer is normal (debug log); anything else is one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("%s went away: %s", client_address[0], error)
+            return
+        logger.error("request from %s failed: %s", client_address[0], error)
+
     @property
     def url(self) -> str:
         host = self.settings.host
@@ -152,6 +161,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
             return
         except ValueError as error:
             self.send_error_json(HTTPStatus.BAD_REQUEST, str(error))
+            return
+        except Exception as error:  # a bug or an unreadable run must not take the server down
+            logger.error("%s failed: %s", url.path, error, exc_info=logger.isEnabledFor(logging.DEBUG))
+            self.send_error_json(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}")
             return
         if answer is None:
             self.send_error_json(HTTPStatus.NOT_FOUND, "no such page")

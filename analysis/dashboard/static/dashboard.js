@@ -234,6 +234,14 @@ function layout(title, xTitle, yTitle, extra) {
     xaxis: { title: { text: xTitle } }, yaxis: { title: { text: yTitle } }, hovermode: "closest" }, extra || {});
 }
 
+// Plotly's default colours, one per budget (ascending) in every chart that colours by budget.
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+  "#bcbd22", "#17becf"];
+
+function budgetColor(budgets, budget) {
+  return COLORS[budgets.indexOf(budget) % COLORS.length];
+}
+
 function drawIncumbent(incumbent) {
   const hover = incumbent.config_ids.map((id, index) =>
     `config ${escapeHtml(id)}, budget ${incumbent.budgets[index]}<br>loss ${formatValue(incumbent.losses[index])}` +
@@ -243,13 +251,15 @@ function drawIncumbent(incumbent) {
     ["incumbent-epochs", incumbent.epochs, incumbent.total_epochs, "epochs trained (all jobs)"],
   ]) {
     const step = { x: xs.length ? xs.concat([end]) : [], y: xs.length ? incumbent.losses.concat([incumbent.losses.at(-1)]) : [],
-      mode: "lines", line: { shape: "hv" }, name: "incumbent loss", hoverinfo: "skip" };
+      mode: "lines", line: { shape: "hv", color: "#222" }, name: "incumbent loss", hoverinfo: "skip" };
     const points = { x: xs, y: incumbent.losses, mode: "markers", name: "incumbents", text: hover,
-      hoverinfo: "text", marker: { size: 9, color: "#d62728" } };
-    const traces = element === "incumbent-time" ? [jobsTrace(), step, points] : [step, points];
+      hoverinfo: "text", marker: { size: 9, color: "#222" } };
+    const withJobs = element === "incumbent-time";
+    const traces = withJobs ? [jobsTrace(), step, points] : [step, points];
+    // Jobs span decades of loss: label only 1, 2 and 5 per decade there.
+    const yaxis = Object.assign({ title: { text: "loss" }, type: "log" }, withJobs ? { dtick: "D2" } : {});
     Plotly.react(element, traces, layout(`incumbent (${incumbent.rule})`, xTitle, "loss",
-      { yaxis: { title: { text: "loss" }, type: "log", dtick: "D2" }, xaxis: { title: { text: xTitle }, rangemode: "tozero" },
-        showlegend: false }), PLOT_CONFIG);
+      { yaxis, xaxis: { title: { text: xTitle }, rangemode: "tozero" }, showlegend: false }), PLOT_CONFIG);
   }
 }
 
@@ -258,10 +268,10 @@ const JOB_POINTS = 5000;
 function jobsTrace() {
   // Every finished job behind the incumbent line (the latest JOB_POINTS of a large run), coloured by budget.
   const rows = state.rows.filter((row) => row.loss !== null).slice(-JOB_POINTS);
+  const budgets = [...new Set(state.rows.map((row) => row.budget))].sort((first, second) => first - second);
   return { x: rows.map((row) => row.finished), y: rows.map((row) => row.loss), mode: "markers", name: "jobs",
     text: rows.map((row) => `config ${escapeHtml(row.config_id)}, budget ${row.budget}, loss ${formatValue(row.loss)}`),
-    hoverinfo: "text", marker: { size: 5, opacity: 0.45, color: rows.map((row) => Math.log(row.budget)),
-      colorscale: "Viridis" } };
+    hoverinfo: "text", marker: { size: 5, opacity: 0.5, color: rows.map((row) => budgetColor(budgets, row.budget)) } };
 }
 
 function drawGantt(gantt) {
@@ -280,7 +290,7 @@ function drawGantt(gantt) {
       text.push(label, label, null);
     });
     return { x, y, text, mode: "lines", name: `budget ${budget}`, hoverinfo: "text", connectgaps: false,
-      line: { width: 14 } };
+      line: { width: 14, color: budgetColor(budgets, budget) } };
   });
   const note = gantt.inferred ? " (results name no worker: slots)" : "";
   Plotly.react("gantt", traces, layout(`jobs per worker${note}`, "time since the first submission [s]", "",
