@@ -84,9 +84,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def first_load(client: Client, run_id: str) -> tuple[float, float, int]:
-    """Seconds for the page's first requests, seconds for importance, rows received."""
-    started = time.perf_counter()
+def first_load(client: Client, run_id: str, pid: int) -> tuple[float, float, float, int]:
+    """Seconds for the page's first requests, the server's CPU seconds for them, seconds for importance,
+    rows received."""
+    cpu, started = cpu_seconds(pid), time.perf_counter()
     for path in STATIC:
         client.get(path)
     client.json("/api/config")
@@ -94,10 +95,10 @@ def first_load(client: Client, run_id: str) -> tuple[float, float, int]:
     jobs = client.json(f"/api/jobs?run={run_id}&cursor=0")
     client.json(f"/api/charts?run={run_id}")
     client.json("/api/compare")
-    loaded = time.perf_counter() - started
+    loaded, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
     started = time.perf_counter()
     client.json(f"/api/importance?run={run_id}")
-    return loaded, time.perf_counter() - started, len(jobs["rows"])
+    return loaded, cpu, time.perf_counter() - started, len(jobs["rows"])
 
 
 def append_job(run_dir: Path, number: int) -> None:
@@ -153,7 +154,7 @@ def browser_numbers(port: int, pid: int, run_dir: Path, idle_seconds: float, res
         page.locator("#job-count", has_text=f"({results + 5} jobs)").wait_for(timeout=120_000)
         table = time.perf_counter() - started
         page.locator("#incumbent-time .scatterlayer .trace").first.wait_for(timeout=120_000)
-        page.locator("#gantt .barlayer").first.wait_for(timeout=120_000)
+        page.locator("#gantt .scatterlayer .trace").first.wait_for(timeout=120_000)
         print(f"browser: first load to the full jobs table {table:.2f} s, "
               f"to incumbent + Gantt drawn {time.perf_counter() - started:.2f} s")  # fmt: skip
         page.wait_for_timeout(3000)
@@ -190,9 +191,13 @@ def main() -> int:
         process, port, startup = start_server(run_dir)
         try:
             print(f"{options.results} results; server up (URL printed) after {startup:.2f} s")
+            print(f"load average before the measurements: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
             client = Client(port)
-            loaded, importance, rows = first_load(client, "run")
-            print(f"first page load (HTML, scripts, runs, {rows} job rows, charts, compare): {loaded:.2f} s")
+            loaded, cpu, importance, rows = first_load(client, "run", process.pid)
+            print(
+                f"first page load (HTML, scripts, runs, {rows} job rows, charts, compare): {loaded:.2f} s "
+                f"(server CPU for it: {cpu:.2f} s)"
+            )
             print(f"importance (random forest, drawn last): {importance:.2f} s")
             latencies = live_update(client, run_dir, "run")
             print(f"live update, append to endpoint answer: {format_seconds(latencies)}")
