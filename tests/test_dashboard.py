@@ -249,3 +249,27 @@ def test_a_job_submitted_before_all_others_resets_the_page_to_the_new_time_origi
         update = get_json(server, f"/api/jobs?run=run&cursor=2&origin={first['origin']}")
     assert update["reset"] and update["origin"] == first["origin"] - 6
     assert [(row["index"], row["started"]) for row in update["rows"]] == [(0, 6.0), (1, 7.0), (2, 0.0)]
+
+
+def test_serving_every_endpoint_imports_no_torch_pyro_or_pyplot(tmp_path: Path) -> None:
+    run_dir = write_ours_run(tmp_path / "run", count=12)
+    probe = (
+        "import sys; from pathlib import Path; from tests.dashboard_runs import served, get_json\n"
+        "with served([Path(sys.argv[1])]) as server:\n"
+        "    for path in ('/api/runs', '/api/jobs?run=run', '/api/charts?run=run', '/api/compare',\n"
+        "                 '/api/curves?run=run&config=0_0_1', '/api/importance?run=run'):\n"
+        "        get_json(server, path)\n"
+        "bad = [m for m in ('torch', 'Pyro4', 'hpbandster', 'hpo_service', 'workers', 'launch',\n"
+        "                   'matplotlib.pyplot') if m in sys.modules]\n"
+        "print('BAD', bad)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe, str(run_dir)],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert "BAD []" in completed.stdout, completed.stderr
