@@ -162,7 +162,7 @@ def check_incumbent_chart(page: Any, run: Any) -> None:
         points = [t for t in plot_traces(page, "incumbent-time") if t["name"] == "incumbents"]
         return points[0] if points and len(points[0]["y"]) == len(expected) else None
 
-    points = wait_until(drawn, 30)
+    points = wait_until(drawn, 60)  # charts redraw at most every 10 s on a slow machine
     assert points is not None, plot_traces(page, "incumbent-time")
     assert points["y"] == pytest.approx(list(expected.losses), rel=1e-6)
     assert points["x"] == pytest.approx(list(expected.times), abs=1e-3)

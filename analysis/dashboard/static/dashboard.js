@@ -26,6 +26,7 @@ const state = {
 };
 const ROW_LIMIT = 500;
 const CHART_MILLISECONDS = 2000;
+const CHART_MAX_MILLISECONDS = 10000;
 const IMPORTANCE_MILLISECONDS = 20000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true };
 
@@ -389,18 +390,19 @@ async function pollJobsAndCharts(run) {
   state.cursor = jobs.cursor;
   state.origin = jobs.origin;
   drawTable();
-  const now = Date.now();
-  if (now - state.chartsDrawnAt < state.chartMilliseconds) return;
-  state.chartsDrawnAt = now;
+  if (Date.now() - state.chartsDrawnAt < state.chartMilliseconds) return;
   const charts = await getJson("/api/charts", { run: run.id, rule: state.rule });
+  const drawing = Date.now();
   drawIncumbent(charts.incumbent);
   drawGantt(charts.gantt);
   drawBudgets(charts.budgets);
   drawParallel(charts.parallel);
+  state.chartsDrawnAt = Date.now();
   state.versions[run.id] = Math.min(jobs.version, charts.version);
-  // Large runs take a while to draw: redraw their charts less often (drawing at most a tenth of the
-  // time), so the table and the runs list stay live.
-  state.chartMilliseconds = Math.max(CHART_MILLISECONDS, 10 * (Date.now() - now));
+  // Large runs take a while to draw: redraw their charts less often (drawing about a tenth of the
+  // time, at least every CHART_MAX_MILLISECONDS), so the table and the runs list stay live.
+  state.chartMilliseconds = Math.min(CHART_MAX_MILLISECONDS,
+    Math.max(CHART_MILLISECONDS, 10 * (state.chartsDrawnAt - drawing)));
 }
 
 async function pollCompare(runs) {
