@@ -2,8 +2,8 @@
 
 With run dirs only, it prints each run's summary and writes the incumbent plot. A first argument that
 names a subcommand (``summary``, ``incumbent``, ``curves``, ``budgets``, ``importance``, ``workers``,
-``cost``, ``sweep``, ``report``, ``watch``; see docs/analysis.md) runs just that; a run dir named like a
-subcommand is written ``./summary``. The only module that prints or configures logging.
+``cost``, ``sweep``, ``report``, ``watch``, ``serve``; see docs/analysis.md) runs just that; a run dir
+named like a subcommand is written ``./summary``. The only module that prints or configures logging.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from analysis import commands
 from analysis.commands import last_finite, load_runs
+from analysis.dashboard.command import add_serve_arguments, run_serve
 from analysis.data import RunData
 from analysis.incumbents import MAX_BUDGET, RULES, Trajectory, incumbent_trajectory
 from analysis.load import RunDirError
@@ -273,6 +274,11 @@ COMMANDS: dict[str, Command] = {
         "follow a running run: redraw incumbents.png and workers.png, print a status line",
         commands.add_watch_arguments,
         commands.run_watch,
+    ),
+    "serve": Command(
+        "live web dashboard of running and finished runs (RUN_DIR may be a directory of runs)",
+        add_serve_arguments,
+        run_serve,
     ),
 }
 
