@@ -31,6 +31,7 @@ from hpo_service.console import (
     swapped_log_handlers,
 )
 from hpo_service.follow import AppendedLines
+from launch.dashboard import URL_PREFIX
 
 LIVE, PLAIN, VERBOSE = "live", "plain", "verbose"
 # The start of a record as hpo_service.logging_setup formats it: "12:00:00 worker WARNING name: message".
@@ -59,6 +60,8 @@ class LogForwarder:
         return [line for line in lines if self.shows(line)]
 
     def shows(self, line: str) -> bool:
+        if line.startswith(URL_PREFIX):
+            return False  # the dashboard's address: launch.dashboard announces it once
         start = RECORD_START.match(line)
         if start is None:
             return self.shown and self.mode != LIVE

@@ -370,7 +370,10 @@ def watched(settings: LaunchSettings) -> Iterator[None]:
     try:
         if settings.dashboard_command is not None:
             dashboard = Dashboard(
-                settings.dashboard_command, log_path(settings.run_dir, "dashboard"), terminal.announce
+                settings.dashboard_command,
+                log_path(settings.run_dir, "dashboard"),
+                terminal.announce,
+                ready_file=settings.run_dir / "run.json",
             )
             dashboard.start()
         yield

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -192,7 +193,22 @@ def test_dashboard_runs_beside_the_search_and_stops_with_it(
     stand_in = (sys.executable, str(script), str(pid_file), str(run_dir))
     settings = type(settings)(**{**settings.__dict__, "dashboard_command": stand_in})
     assert launch(settings) == 0
-    assert "dashboard: http://127.0.0.1:8123/" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("dashboard: http://127.0.0.1:8123/") == 1
     pid = int(pid_file.read_text())
     assert wait_for(lambda: not alive(pid), timeout=10)
     assert f"serving {run_dir}" in (run_dir / "logs" / "dashboard.log").read_text()
+
+
+@pytest.mark.slow
+def test_dashboard_of_a_real_search_announces_its_address_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the real ``python -m analysis serve``: it starts once the master has written run.json (it refuses
+    a directory that is not a run yet) and its address is printed once."""
+    from launch.local import build_parser, launch, settings_from_args
+
+    run_dir = tmp_path / "run"
+    arguments = ["--run-dir", str(run_dir), "--n-workers", "1", "--n-iterations", "1", *TINY, "--dashboard"]
+    assert launch(settings_from_args(build_parser().parse_args(arguments), arguments)) == 0
+    addresses = re.findall(r"dashboard: http://127\.0\.0\.1:\d+/", capsys.readouterr().err)
+    assert len(addresses) == 1, (run_dir / "logs" / "dashboard.log").read_text()
