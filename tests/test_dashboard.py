@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -105,8 +106,6 @@ def test_runs_started_inside_a_named_parent_appear(tmp_path: Path) -> None:
     with served([parent]) as server:
         assert get_json(server, "/api/runs")["runs"] == []
         write_ours_run(parent / "late", count=3)
-        import time
-
         time.sleep(1.2)  # the registry lists the parent again at most once a second
         runs = get_json(server, "/api/runs")["runs"]
     assert [(run["id"], run["jobs"], run["state"]) for run in runs] == [("runs/late", 6, "finished")]
@@ -273,3 +272,15 @@ def test_serving_every_endpoint_imports_no_torch_pyro_or_pyplot(tmp_path: Path) 
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert "BAD []" in completed.stdout, completed.stderr
+
+
+def test_a_run_dir_that_is_only_starting_is_served_once_its_logs_appear(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)  # as launch.local leaves it before the master's first line
+    (run_dir / "nameserver.json").write_text("{}")
+    with served([run_dir]) as server:
+        assert get_json(server, "/api/runs")["runs"] == []
+        (run_dir / "results.json").write_text(result_line(0, 0.5))
+        time.sleep(1.2)  # the registry looks again at most once a second
+        runs = get_json(server, "/api/runs")["runs"]
+    assert [(run["id"], run["jobs"]) for run in runs] == [("run", 1)]

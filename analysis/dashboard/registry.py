@@ -17,6 +17,9 @@ from analysis.load import RunDirError
 
 # How often (at most) the named parents are listed again for new runs.
 RESCAN_SECONDS = 1.0
+# What a run dir holds before its first log line (``launch.local --dashboard`` starts the server then):
+# the process logs, the TLS credentials, the nameserver's address, the search space.
+STARTING = ("logs", "tls", "nameserver.json", "configspace.json", "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,16 @@ class Root:
 def check_root(path: Path) -> Root:
     """``path`` as a root; raises :class:`RunDirError` when it is missing or holds no run.
 
-    An empty directory is accepted: a run (or runs inside it) may start there after the server did.
+    An empty directory, or one holding only what a run holds as it starts (:data:`STARTING`), is
+    accepted: a run (or runs inside it) may start there after the server did.
     """
     if not path.exists():
         raise RunDirError(f"{path}: no such directory")
     if not path.is_dir():
         raise RunDirError(f"{path}: not a directory")
     resolved = path.resolve()
-    if not is_run_dir(resolved) and any(resolved.iterdir()) and not child_runs(resolved):
+    starting = all(entry.name in STARTING for entry in resolved.iterdir())
+    if not is_run_dir(resolved) and not starting and not child_runs(resolved):
         raise RunDirError(
             f"{path}: not a run directory (no configs.json, results.json or run.json) "
             "and no run directories inside it"

@@ -375,11 +375,26 @@ async function selectConfig(configId) {
 async function pollRun(run) {
   if (state.versions[run.id] !== run.version) await pollJobsAndCharts(run);
   const now = Date.now();
-  if (state.importanceVersion !== run.version && now - state.importanceAt >= IMPORTANCE_MILLISECONDS) {
+  const chartsShown = state.chartsDrawnAt > 0;  // the surrogate waits until the charts are up
+  if (chartsShown && state.importanceVersion !== run.version && now - state.importanceAt >= IMPORTANCE_MILLISECONDS) {
     state.importanceAt = now;
     state.importanceVersion = run.version;
-    drawImportance(await getJson("/api/importance", { run: run.id }));
+    inBackground("importance", "/api/importance", { run: run.id }, (answer) => {
+      if (state.runId === run.id) drawImportance(answer);
+    });
   }
+}
+
+// Answers that take the server a while (importance fits a random forest) are drawn when they arrive,
+// without holding up the next poll; one request of each kind at a time.
+const pending = new Set();
+
+function inBackground(kind, path, parameters, draw) {
+  if (pending.has(kind)) return;
+  pending.add(kind);
+  getJson(path, parameters).then(draw)
+    .catch((error) => setStatus(`${kind}: ${error.message}`))
+    .finally(() => pending.delete(kind));
 }
 
 async function pollJobsAndCharts(run) {
@@ -405,11 +420,11 @@ async function pollJobsAndCharts(run) {
     Math.max(CHART_MILLISECONDS, 10 * (state.chartsDrawnAt - drawing)));
 }
 
-async function pollCompare(runs) {
+function pollCompare(runs) {
   const key = runs.map((run) => `${run.id}:${run.version}`).join(",") + state.rule;
-  if (key === state.compareKey) return;
+  if (key === state.compareKey || pending.has("compare")) return;
   state.compareKey = key;
-  drawCompare(await getJson("/api/compare", { rule: state.rule }));
+  inBackground("compare", "/api/compare", { rule: state.rule }, drawCompare);
 }
 
 async function poll() {
@@ -421,7 +436,7 @@ async function poll() {
     drawRuns(runs);
     const selected = runs.find((run) => run.id === state.runId);
     if (selected) await pollRun(selected);
-    await pollCompare(runs);
+    pollCompare(runs);
     setStatus(`${runs.length} run(s); updated ${new Date().toLocaleTimeString()}`);
   } catch (error) {
     setStatus(`waiting for the server (${error.message})`);
