@@ -16,7 +16,6 @@ logger = logging.getLogger(__name__)
 # The dashboard's first stdout line is exactly "dashboard: http://HOST:PORT/"; --port 0 picks a free port.
 URL_PREFIX = "dashboard: "
 STOP_GRACE = 5.0
-READY_POLL = 0.2
 
 
 def serve_command(run_dir: Path, host: str = "127.0.0.1") -> tuple[str, ...]:
@@ -28,40 +27,23 @@ class Dashboard:
     """The dashboard process: its stdout and stderr go to ``log``; the line with its URL goes to
     ``announce`` as soon as it is printed. Inert until :meth:`start`."""
 
-    def __init__(
-        self,
-        command: Sequence[str],
-        log: Path,
-        announce: Callable[[str], None],
-        ready_file: Path | None = None,
-    ) -> None:
+    def __init__(self, command: Sequence[str], log: Path, announce: Callable[[str], None]) -> None:
         self.command = list(command)
         self.log = log
         self.announce = announce
-        # The dashboard refuses a directory that is not a run yet: it starts once the master wrote this file.
-        self.ready_file = ready_file
         self.process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
+        self._stopping = False
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._reader = threading.Thread(target=self._run, name="dashboard-output", daemon=True)
-        self._reader.start()
-
-    def _run(self) -> None:
-        while self.ready_file is not None and not self.ready_file.exists():
-            if self._stopped.wait(READY_POLL):
-                return
-        with self._lock, open(self.log, "ab") as log:
-            if self._stopped.is_set():
-                return
+        with open(self.log, "ab") as log:
             # Its own session, like the search's processes: Ctrl-C reaches only the launcher, which stops it.
             self.process = subprocess.Popen(
                 self.command, stdout=subprocess.PIPE, stderr=log, start_new_session=True
             )
-        self._read()
+        self._reader = threading.Thread(target=self._read, name="dashboard-output", daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -74,16 +56,15 @@ class Dashboard:
                 if not announced and line.startswith(URL_PREFIX):
                     announced = True
                     self.announce(line)
-        if not announced and not self._stopped.is_set():
+        if not announced and not self._stopping:
             code = self.process.wait()
             logger.warning("the dashboard exited (code %s) without serving; see %s", code, self.log)
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopped.set()
-            process = self.process
+        process = self.process
         if process is None:
             return
+        self._stopping = True
         if process.poll() is None:
             process.terminate()
             try:

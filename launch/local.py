@@ -373,7 +373,6 @@ def watched(settings: LaunchSettings) -> Iterator[None]:
                 settings.dashboard_command,
                 log_path(settings.run_dir, "dashboard"),
                 terminal.announce,
-                ready_file=settings.run_dir / "run.json",
             )
             dashboard.start()
         yield

@@ -203,8 +203,8 @@ def test_dashboard_runs_beside_the_search_and_stops_with_it(
 def test_dashboard_of_a_real_search_announces_its_address_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With the real ``python -m analysis serve``: it starts once the master has written run.json (it refuses
-    a directory that is not a run yet) and its address is printed once."""
+    """With the real ``python -m analysis serve``, started before the master has written anything to the run
+    directory: it serves, and its address is printed once."""
     from launch.local import build_parser, launch, settings_from_args
 
     run_dir = tmp_path / "run"
