@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hpo_service.bohb_options import add_bohb_arguments, bohb_options_from_args
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging, including HpBandSter's")
     add_sweep_arguments(parser)
+    add_bohb_arguments(parser)
     parser.add_argument(
         "--resume",
         type=Path,
@@ -155,6 +157,7 @@ def settings_from_args(args: argparse.Namespace) -> MasterSettings:
         dataset=args.dataset,
         sweep=sweep_options_from_args(args),
         continuation=args.continuation,
+        bohb=bohb_options_from_args(args),
         **process_options(args),
     )
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import scipy.stats as sps
+import statsmodels.api as sm
 from ConfigSpace import Configuration
 from ConfigSpace.hyperparameters import CategoricalHyperparameter
 from ConfigSpace.util import deactivate_inactive_hyperparameters
@@ -51,6 +52,30 @@ class FastBOHBGenerator(StockBOHBGenerator):
             bandwidth_factor=stock.bw_factor,
             min_bandwidth=stock.min_bandwidth,
         )
+
+    def fit_model(self, budget: float) -> None:
+        """Upstream's fit of ``budget``'s model from the results it holds (the end of its ``new_result``),
+        for results fed with ``update_model=False`` (a warm start): the same split, imputation and KDEs."""
+        if len(self.configs.get(budget, [])) <= self.min_points_in_model - 1:
+            return
+        configs, losses = np.array(self.configs[budget]), np.array(self.losses[budget])
+        count = configs.shape[0]
+        n_good = max(self.min_points_in_model, (self.top_n_percent * count) // 100)
+        n_bad = max(self.min_points_in_model, ((100 - self.top_n_percent) * count) // 100)
+        order = np.argsort(losses)
+        good = self.impute_conditional_data(configs[order[:n_good]])
+        bad = self.impute_conditional_data(configs[order[n_good : n_good + n_bad]])
+        # A KDE needs more points than dimensions.
+        if good.shape[0] <= good.shape[1] or bad.shape[0] <= bad.shape[1]:
+            return
+        models = {}
+        for name, data in (("bad", bad), ("good", good)):  # upstream's order
+            kde = sm.nonparametric.KDEMultivariate(
+                data=data, var_type=self.kde_vartypes, bw="normal_reference"
+            )
+            kde.bw = np.clip(kde.bw, self.min_bandwidth, None)
+            models[name] = kde
+        self.kde_models[budget] = {"good": models["good"], "bad": models["bad"]}
 
     def get_config(self, budget: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         if not self.kde_models:

@@ -20,7 +20,7 @@ from hpbandster.core.dispatcher import Job
 from hpbandster.core.master import Master
 from hpbandster.core.result import Result
 
-from hpo_service import resume
+from hpo_service import resume, warm_start
 from hpo_service.checkpoint_files import CheckpointJanitor, chain_listeners
 from hpo_service.hpbandster_fixes import JsonResultLogger
 from hpo_service.nameserver import (
@@ -143,6 +143,7 @@ def run_master(settings: MasterSettings) -> Result:
     if logged is None:
         space = apply_space_from_sweep(settings, space, run_dir)
         write_space(space, run_dir / "configspace.json")
+    warm = prepare_warm_start(settings, space)
     # None unless a sweep or grid; writes sweep.json (a resumed study checks it rebuilds the same plan).
     sweep = prepare_sweep(settings, space, run_dir if logged is None else None)
     if logged is not None and sweep is not None:
@@ -159,6 +160,8 @@ def run_master(settings: MasterSettings) -> Result:
         space=settings.space,
         started=time.time(),
         continuation=settings.continuation,
+        bohb=settings.bohb.to_record() if settings.optimizer == "bohb" else None,
+        warm_start=None if warm is None else warm.record(),
     )
     if logged is None:
         write_json_atomically(run_dir / "run.json", description.to_dict())
@@ -199,14 +202,15 @@ def run_master(settings: MasterSettings) -> Result:
             result_listener=chain_listeners(progress, janitor),
             logger=logging.getLogger("hpbandster"),
             **optimizer_arguments(sweep),
+            **(settings.bohb.model_arguments() if settings.optimizer == "bohb" else {}),
         )
         progress.master = janitor.master = optimizer
-        if logged is not None:
-            try:
-                restored = resume.restore(optimizer, logged, result_log, description.started)
-            except BaseException:
-                optimizer.shutdown()  # its dispatcher thread would keep the process alive
-                raise
+        try:
+            restored = prepare_model(optimizer, logged, warm, result_log, description.started)
+        except BaseException:
+            optimizer.shutdown()  # its dispatcher thread would keep the process alive
+            raise
+        if restored is not None:
             progress.finished = restored.results
             n_iterations = max(0, settings.n_iterations - restored.iterations)
             if n_iterations == 0 and not optimizer.active_iterations():
@@ -244,6 +248,34 @@ def run_master(settings: MasterSettings) -> Result:
         janitor.finish()
     log_incumbent(result)
     return result
+
+
+def prepare_model(
+    optimizer: Master,
+    logged: resume.LoggedRun | None,
+    warm: warm_start.WarmStart | None,
+    result_log: Any,
+    time_ref: float | None,
+) -> resume.Restored | None:
+    """Before the first sample: the warm start's results, then a resumed run's own (its iterations rebuilt),
+    reach the config generator; with a warm start every budget's model is fitted once all are in."""
+    if warm is not None:
+        warm_start.feed(optimizer.config_generator, warm)
+        logger.info("%s", warm.summary())
+    restored = None
+    if logged is not None:
+        restored = resume.restore(optimizer, logged, result_log, time_ref, fit_model=warm is None)
+    if warm is not None:
+        warm_start.fit_models(optimizer.config_generator)
+    return restored
+
+
+def prepare_warm_start(settings: MasterSettings, space: Any) -> warm_start.WarmStart | None:
+    """The results of ``--warm-start``'s runs for BOHB's model (None without a warm start)."""
+    if not settings.bohb.warm_start:
+        return None
+    budgets = warm_start.run_budgets(settings.min_budget, settings.max_budget, settings.eta)
+    return warm_start.prepare(settings.bohb.warm_start, space, budgets, settings.eta)
 
 
 def log_incumbent(result: Result) -> None:

@@ -75,6 +75,10 @@ class RunDescription:
     finished: float | None = None
     # Whether workers resume promoted configurations from checkpoints (schedules then span max_budget).
     continuation: bool = True
+    # BOHB's model settings (hpo_service.bohb_options.BohbOptions.to_record); None for other optimizers.
+    bohb: dict[str, Any] | None = None
+    # Where BOHB's warm start came from (hpo_service.warm_start.WarmStart.record); None without one.
+    warm_start: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpo_service.bohb_options import OPTION_NAMES, BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
 
@@ -120,23 +121,24 @@ def read_json_lines(path: Path, cut: dict[Path, int]) -> list[Any]:
     return records
 
 
-def load_run(run_dir: Path) -> LoggedRun:
-    """Read a run dir for resuming; RunDirectoryError when it is not a run or its logs are damaged."""
+def load_run(run_dir: Path, option: str = "--resume") -> LoggedRun:
+    """Read a run dir (to resume it, or to warm-start from it: ``option`` names which in messages);
+    RunDirectoryError when it is not a run or its logs are damaged."""
     if not run_dir.is_dir():
-        raise RunDirectoryError(f"--resume {run_dir}: no such directory")
+        raise RunDirectoryError(f"{option} {run_dir}: no such directory")
     for name in ("run.json", "configspace.json"):
         if not (run_dir / name).is_file():
-            raise RunDirectoryError(f"--resume {run_dir}: not a run directory (no {name})")
+            raise RunDirectoryError(f"{option} {run_dir}: not a run directory (no {name})")
     try:
         description = json.loads((run_dir / "run.json").read_text())
         if not isinstance(description, dict):
             raise ValueError("not an object")
     except ValueError as error:
-        raise RunDirectoryError(f"--resume {run_dir}: run.json is not valid ({error})") from None
+        raise RunDirectoryError(f"{option} {run_dir}: run.json is not valid ({error})") from None
     required = ("run_id", "optimizer", "min_budget", "max_budget", "eta", "n_iterations")
     missing = [key for key in required if key not in description]
     if missing:
-        raise RunDirectoryError(f"--resume {run_dir}: run.json lacks {', '.join(missing)}")
+        raise RunDirectoryError(f"{option} {run_dir}: run.json lacks {', '.join(missing)}")
     run = LoggedRun(run_dir, description)
     run.configs = read_json_lines(run_dir / "configs.json", run.cut)
     run.results = read_json_lines(run_dir / "results.json", run.cut)
@@ -197,6 +199,7 @@ def settings_fields(run_dir: Path, given: Mapping[str, Any]) -> dict[str, Any]:
         "continuation": bool(stored.get("continuation", True)),
         "space": str(run_dir / "configspace.json"),
         "resume": True,
+        "bohb": stored_bohb_options(run_dir, stored, given),
     }
     study = fields["optimizer"] in STUDY_OPTIMIZERS
     for name, option in FIXED_BY_RUN.items():
@@ -230,6 +233,35 @@ def settings_fields(run_dir: Path, given: Mapping[str, Any]) -> dict[str, Any]:
             f"grids only; this run is {fields['optimizer']}"
         )
     return fields
+
+
+def stored_bohb_options(run_dir: Path, stored: Mapping[str, Any], given: Mapping[str, Any]) -> BohbOptions:
+    """A resumed run's BOHB settings and warm start as its run.json holds them (defaults for a run recorded
+    before they existed). A given option must agree; the warm-start runs are fed again, so they must exist."""
+    sources = (stored.get("warm_start") or {}).get("runs", [])
+    warm_start = tuple(Path(source["run_dir"]) for source in sources)
+    options = BohbOptions.from_record(stored.get("bohb"), warm_start)
+    for name, option in OPTION_NAMES.items():
+        value, own = given.get(name, getattr(options, name)), getattr(options, name)
+        same = value == own or (None not in (value, own) and math.isclose(float(value), float(own)))
+        if not same:
+            raise SettingsError(
+                f"--resume {run_dir}: {option} {value} differs from the run's {own}; "
+                "a resumed run keeps its own settings (leave the option out)"
+            )
+    if "warm_start" in given and [Path(path).resolve() for path in given["warm_start"]] != list(warm_start):
+        raise SettingsError(
+            f"--resume {run_dir}: --warm-start differs from the run's "
+            f"({' '.join(map(str, warm_start)) or 'none'}); a resumed run feeds its own warm start again "
+            "(leave --warm-start out)"
+        )
+    for path in warm_start:
+        if not path.is_dir():
+            raise SettingsError(
+                f"--resume {run_dir}: its warm-start run {path} is gone (a resumed run feeds it to the model "
+                "again); restore that directory"
+            )
+    return options
 
 
 def check_same_space(run_dir: Path, spec: str, stored_spec: Any, dataset: str) -> None:
@@ -303,23 +335,28 @@ class Restored:
     rerun: int  # jobs without a result that run again
 
 
-def restore(master: Any, run: LoggedRun, result_log: Any, time_ref: float | None) -> Restored:
-    """Rebuild ``master``'s iterations and its config generator's model from ``run``'s logs (see the module
-    text). Call after the master is built and before ``master.run``."""
+def logged_job(line: list[Any], config: dict[str, Any], budget: float) -> Any:
+    """HpBandSter's Job of a ``results.json`` line, as a config generator takes it (``new_result``)."""
     from hpbandster.core.dispatcher import Job
 
-    def job_of(line: list[Any], config: dict[str, Any], budget: float) -> Any:
-        job = Job(tuple(line[0]), config=config, budget=budget)
-        job.timestamps = dict(line[2] or {})
-        result = line[3]
-        if result is not None and not _number(result.get("loss")):
-            # No numeric loss: counts as crashed (upstream's warm start passed loss=None to np.isfinite and
-            # raised, #32/#95); the info is kept.
-            result = {**result, "loss": math.inf}
-        job.result = result
-        job.exception = line[4]
-        return job
+    job = Job(tuple(line[0]), config=config, budget=budget)
+    job.timestamps = dict(line[2] or {})
+    result = line[3]
+    if result is not None and not _number(result.get("loss")):
+        # No numeric loss: counts as crashed (upstream's warm start passed loss=None to np.isfinite and
+        # raised, #32/#95); the info is kept.
+        result = {**result, "loss": math.inf}
+    job.result = result
+    job.exception = line[4]
+    return job
 
+
+def restore(
+    master: Any, run: LoggedRun, result_log: Any, time_ref: float | None, fit_model: bool = True
+) -> Restored:
+    """Rebuild ``master``'s iterations and its config generator's model from ``run``'s logs (see the module
+    text). Call after the master is built and before ``master.run``. ``fit_model``: False when more results
+    (a warm start) are fed to the config generator after these."""
     configs = {tuple(line[0]): (line[1], line[2]) for line in run.configs}
     by_iteration: dict[int, list[tuple[int, ...]]] = {}
     for config_id in configs:
@@ -363,7 +400,7 @@ def restore(master: Any, run: LoggedRun, result_log: Any, time_ref: float | None
             if logged is None:
                 pending.append(config_id)
             else:
-                iteration.register_result(job_of(logged, config, budget))
+                iteration.register_result(logged_job(logged, config, budget))
         unmatched = [config_id for config_id in handed if config_id not in iteration.data] + list(queue)
         if unmatched:
             raise RunDirectoryError(
@@ -386,7 +423,10 @@ def restore(master: Any, run: LoggedRun, result_log: Any, time_ref: float | None
     generator = master.config_generator
     for number, line in enumerate(run.results, start=1):
         config = configs[tuple(line[0])][0]
-        generator.new_result(job_of(line, config, float(line[1])), update_model=number == len(run.results))
+        generator.new_result(
+            logged_job(line, config, float(line[1])),
+            update_model=number == len(run.results) and fit_model,
+        )
     pending_plan = getattr(generator, "pending", None)
     if isinstance(pending_plan, deque):  # a study's plan: jobs handed out before are not handed out again
         sampled = {_key(config) for config, _ in configs.values()}

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo_service.bohb_options import BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.optimizers import OPTIMIZERS
@@ -57,6 +58,8 @@ class MasterSettings:
     sweep: SweepOptions = SweepOptions()
     # Continue the run in run_dir (--resume): its settings come from run.json (hpo_service.resume).
     resume: bool = False
+    # BOHB's model settings and --warm-start (hpo_service.bohb_options; refused for other optimizers).
+    bohb: BohbOptions = BohbOptions()
 
     def __post_init__(self) -> None:
         if self.optimizer in STUDY_OPTIMIZERS:
@@ -98,6 +101,17 @@ class MasterSettings:
             )
         check_space_spec(self.space, self.dataset)
         check_study(self)
+        check_bohb_options(self)
+
+
+def check_bohb_options(settings: MasterSettings) -> None:
+    """BOHB's options only with BOHB; their values against the space, and every warm-start run."""
+    given = settings.bohb.given()
+    if given and settings.optimizer != "bohb":
+        raise SettingsError(f"{given[0]} applies to --optimizer bohb only, not {settings.optimizer}")
+    from hpo_service import warm_start
+
+    warm_start.check(settings)
 
 
 # What a run dir holds once its master has results; a new run refuses a dir with any of them (non-empty).

@@ -55,6 +55,12 @@ MASTER_OPTIONS = {
     "HPO_REPEATS": "--repeats",
     "HPO_MAX_JOBS": "--max-jobs",
     "HPO_SPACE_FROM_SWEEP": "--space-from-sweep",
+    "HPO_MIN_POINTS_IN_MODEL": "--min-points-in-model",
+    "HPO_TOP_N_PERCENT": "--top-n-percent",
+    "HPO_NUM_SAMPLES": "--num-samples",
+    "HPO_RANDOM_FRACTION": "--random-fraction",
+    "HPO_BANDWIDTH_FACTOR": "--bandwidth-factor",
+    "HPO_MIN_BANDWIDTH": "--min-bandwidth",
 }
 # Environment variable -> option of `python -m workers`.
 WORKER_OPTIONS = {
@@ -137,7 +143,17 @@ def master_command(environment: Mapping[str, str]) -> list[str]:
     command += continuation_options(environment)
     command += ["--keep-checkpoints"] if switch(environment, "HPO_KEEP_CHECKPOINTS") else []
     command += tls_options(environment)
+    command += warm_start_options(environment)
     return command + options(environment, MASTER_OPTIONS)
+
+
+def warm_start_options(environment: Mapping[str, str]) -> list[str]:
+    """``--warm-start`` from ``HPO_WARM_START``: space-separated runs, a bare name being a run on the runs
+    volume (``sweep-1`` is ``/runs/sweep-1``)."""
+    runs_root = value(environment, "HPO_RUNS_ROOT", DEFAULT_RUNS_ROOT) or DEFAULT_RUNS_ROOT
+    names = (value(environment, "HPO_WARM_START") or "").split()
+    paths = [name if "/" in name else f"{runs_root}/{name}" for name in names]
+    return ["--warm-start", *paths] if paths else []
 
 
 def read_name(message: bytes, offset: int) -> tuple[str, int]:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo_service.bohb_options import BohbOptions, add_bohb_arguments, bohb_options_from_args
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import remove_credentials
@@ -86,6 +87,8 @@ class LaunchSettings:
     resume: bool = False
     # Mutual TLS with certificates made for this run in RUN_DIR/tls (--no-tls: off, loopback only).
     tls: bool = True
+    # BOHB's model settings and --warm-start (hpo_service.bohb_options).
+    bohb: BohbOptions = BohbOptions()
 
     def __post_init__(self) -> None:
         if self.n_workers < 1:
@@ -119,6 +122,7 @@ class LaunchSettings:
             min_workers=self.n_workers, space=self.space, host=self.host, dataset=self.dataset,
             sweep=self.sweep, continuation=self.continuation, keep_checkpoints=self.keep_checkpoints,
             resume=self.resume, max_attempts=self.max_attempts, job_timeout=self.job_timeout,
+            bohb=self.bohb,
         )  # fmt: skip
 
     def master_command(self) -> list[str]:
@@ -134,7 +138,7 @@ class LaunchSettings:
                 "--eta", repr(self.eta), "--n-iterations", str(self.n_iterations),
                 "--seed", str(self.seed), "--min-workers", str(self.n_workers),
                 "--space", self.space, "--dataset", self.dataset, "--host", self.host,
-                *self.sweep.to_arguments(),
+                *self.sweep.to_arguments(), *self.bohb.to_arguments(),
             ]  # fmt: skip
             command += [] if self.continuation else ["--no-continuation"]
         # Options of this master process, not of the search: the same for a new and a resumed run.
@@ -397,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true")
     add_sweep_arguments(parser)
+    add_bohb_arguments(parser)
     parser.add_argument(
         "--resume",
         type=Path,
@@ -455,6 +460,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
         tls=args.tls,
         max_attempts=args.max_attempts,
         job_timeout=args.job_timeout,
+        bohb=bohb_options_from_args(args),
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo_service.bohb_options import add_bohb_arguments, bohb_options_from_args
 from hpo_service.errors import SettingsError
 from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.settings import MasterSettings, default_run_id
@@ -55,7 +56,7 @@ def master_arguments(master: MasterSettings) -> list[str]:
         "--n-iterations", str(master.n_iterations), "--seed", str(master.seed),
         "--min-workers", str(master.min_workers), "--space", master.space,
         *(["--dataset", master.dataset] if master.dataset else []),
-        "--tls-dir", str(tls_dir(master)),
+        "--tls-dir", str(tls_dir(master)), *master.bohb.to_arguments(),
     ]  # fmt: skip
 
 
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host-command", default="hostname -f", help="prints the address a task is reached at, on its node"
     )
+    add_bohb_arguments(parser)  # --warm-start: run dirs on the shared filesystem
     return parser
 
 
@@ -166,6 +168,7 @@ def settings_from_args(args: argparse.Namespace) -> SlurmSettings:
         run_dir=args.run_dir, run_id=run_id, optimizer=args.optimizer, min_budget=args.min_budget,
         max_budget=args.max_budget, eta=args.eta, n_iterations=args.n_iterations, seed=args.seed,
         min_workers=args.n_workers, space=args.space, dataset=args.dataset,
+        bohb=bohb_options_from_args(args),
     )  # fmt: skip
     return SlurmSettings(
         master=master, n_workers=args.n_workers, dataset=args.dataset, data_dir=args.data_dir,
