@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:
 
 from analysis.load import load_run  # noqa: E402
 from analysis.plots import new_figure, save_figure  # noqa: E402
+from analysis.provenance import model_provenance  # noqa: E402
 
 MARKER = "benchmark.json"
 BASELINE = "randomsearch"
@@ -70,6 +71,8 @@ class Curve:
 
     epochs: tuple[int, ...]
     best: tuple[float, ...]
+    # Epochs trained when BOHB's model dispatched its first configuration (None: it never did).
+    first_model_epoch: int | None = None
 
     def best_at(self, epochs: float) -> float:
         """The best validation error after ``epochs`` epochs (inf before the first finite result)."""
@@ -94,6 +97,7 @@ class Row:
     reach: tuple[float, ...]  # median epochs to each target (inf: the median seed does not reach it)
     reached: tuple[int, ...]  # seeds that reach each target within the epoch budget
     epochs: tuple[int, ...] = field(default=())  # epochs each seed trained in all
+    first_model: tuple[int | None, ...] = field(default=())  # epochs to each seed's first model pick
 
 
 def full_setup(data_dir: Path, train_limit: int, tuned: Sequence[str]) -> Setup:
@@ -204,15 +208,19 @@ def run_curve(directories: Sequence[Path]) -> Curve:
     epochs: list[int] = []
     best: list[float] = []
     total, so_far = 0, math.inf
+    first_model: int | None = None
     for directory in directories:
-        jobs = sorted(load_run(directory, prefer="json").jobs, key=lambda job: job.finished)
-        for job in jobs:
+        run = load_run(directory, prefer="json")
+        first_pick = model_provenance(run).first_pick
+        if first_pick is not None and first_model is None:
+            first_model = total + first_pick.epochs_before
+        for job in sorted(run.jobs, key=lambda job: job.finished):
             total += int(job.info.get("epochs_trained") or 0)
             if job.loss is not None and job.status == "ok":
                 so_far = min(so_far, job.loss)
             epochs.append(total)
             best.append(so_far)
-    return Curve(tuple(epochs), tuple(best))
+    return Curve(tuple(epochs), tuple(best), first_model)
 
 
 def median_with_inf(values: Sequence[float]) -> float:
@@ -238,6 +246,7 @@ def summarise(label: str, curves: Sequence[Curve], epoch_budget: int, targets: S
         reach=tuple(median_with_inf(values) for values in reach_by_target),
         reached=tuple(sum(math.isfinite(value) for value in values) for values in reach_by_target),
         epochs=tuple(curve.epochs[-1] if curve.epochs else 0 for curve in curves),
+        first_model=tuple(curve.first_model_epoch for curve in curves),
     )
 
 
@@ -250,7 +259,7 @@ def ratio(value: float, baseline: float) -> str:
 def format_table(rows: Sequence[Row], epoch_budget: int, targets: Sequence[float]) -> str:
     """A Markdown table: errors at 25/50/100 % of the budget, epochs to each target, ratios to random."""
     baseline = next((row for row in rows if row.label == BASELINE), None)
-    header = ["optimizer", "seeds", "epochs trained"]
+    header = ["optimizer", "seeds", "epochs trained", "first model pick @ epoch"]
     header += [f"best val. error @ {round(fraction * epoch_budget)} ep." for fraction in FRACTIONS]
     header += [f"epochs to {100 * target:.1f} %" for target in targets]
     header += [f"ratio to random: error @ {epoch_budget}"] + [
@@ -259,6 +268,7 @@ def format_table(rows: Sequence[Row], epoch_budget: int, targets: Sequence[float
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for row in rows:
         cells = [row.label, str(row.seeds), "/".join(str(epochs) for epochs in row.epochs)]
+        cells.append("/".join("-" if epochs is None else str(epochs) for epochs in row.first_model))
         cells += [percent(error) for error in row.errors]
         cells += [
             (f"{reach:.0f}" if math.isfinite(reach) else "not reached") + f" ({reached}/{row.seeds})"

@@ -15,16 +15,26 @@ from benchmarks import optimizer_quality as quality
 T0 = 1_800_000_000.0
 
 
-def write_run(directory: Path, results: list[tuple[float | None, int, float]], exit_code: int = 0) -> Path:
+def write_run(
+    directory: Path,
+    results: list[tuple[float | None, int, float]],
+    exit_code: int = 0,
+    model_based_from: int | None = None,
+) -> Path:
     """A run dir whose results are (loss, epochs trained, finish second), written in the given order;
-    a loss of None is a failed job. ``benchmark.json`` marks it finished with ``exit_code``."""
+    a loss of None is a failed job. Jobs from index ``model_based_from`` on are BOHB model picks,
+    submitted when the job before the first of them finished. ``benchmark.json`` marks it finished with
+    ``exit_code``."""
     directory.mkdir(parents=True)
     config_lines, result_lines = [], []
     for index, (loss, epochs, finished) in enumerate(results):
         config_id = [0, 0, index]
-        config_lines.append(json.dumps([config_id, {"learning_rate": 0.01}, {}]))
+        picks = {} if model_based_from is None else {"model_based_pick": index >= model_based_from}
+        config_lines.append(json.dumps([config_id, {"learning_rate": 0.01}, picks]))
         info = {"status": "ok" if loss is not None else "failed", "epochs_trained": epochs}
-        stamps = {"submitted": T0, "started": T0, "finished": T0 + finished}
+        model_based = model_based_from is not None and index >= model_based_from
+        submitted = T0 + (results[model_based_from - 1][2] if model_based and model_based_from else 0.0)
+        stamps = {"submitted": submitted, "started": submitted, "finished": T0 + finished}
         result = {"loss": loss if loss is not None else math.inf, "info": info}
         result_lines.append(json.dumps([config_id, float(epochs), stamps, result, None]))
     (directory / "configs.json").write_text("\n".join(config_lines) + "\n")
@@ -51,6 +61,16 @@ def test_a_warm_start_sweep_comes_first_on_the_epoch_axis(tmp_path: Path) -> Non
     search = write_run(tmp_path / "search", [(0.05, 1, 1.0), (0.01, 9, 2.0)])
     curve = quality.run_curve([sweep, search])
     assert curve.epochs == (1, 2, 3, 12) and curve.best == (0.04, 0.03, 0.03, 0.01)
+    assert curve.first_model_epoch is None
+
+
+def test_first_model_pick_is_placed_on_the_epoch_axis(tmp_path: Path) -> None:
+    sweep = write_run(tmp_path / "sweep", [(0.04, 1, 5.0), (0.03, 1, 6.0)])
+    results = [(0.05, 1, 1.0), (0.04, 3, 2.0), (0.01, 9, 3.0), (0.02, 9, 4.0)]
+    search = write_run(tmp_path / "search", results, model_based_from=2)
+    # The model's first job was submitted when the second result (4 epochs in) had finished.
+    assert quality.run_curve([search]).first_model_epoch == 4
+    assert quality.run_curve([sweep, search]).first_model_epoch == 2 + 4
 
 
 def curve_of(*points: tuple[int, float]) -> quality.Curve:
@@ -72,12 +92,16 @@ def test_summary_takes_medians_and_counts_not_reached_honestly() -> None:
 
 
 def test_table_has_ratios_to_random_search() -> None:
-    random = quality.Row("randomsearch", 3, (0.04, 0.03, 0.02), (90.0, math.inf), (2, 1), (189,) * 3)
-    bohb = quality.Row("bohb", 3, (0.05, 0.02, 0.018), (45.0, 120.0), (3, 2), (189,) * 3)
+    random = quality.Row(
+        "randomsearch", 3, (0.04, 0.03, 0.02), (90.0, math.inf), (2, 1), (189,) * 3, (None,) * 3
+    )
+    bohb = quality.Row("bohb", 3, (0.05, 0.02, 0.018), (45.0, 120.0), (3, 2), (189,) * 3, (24, 30, None))
     table = quality.format_table([random, bohb], 189, [0.02, 0.018])
     lines = table.splitlines()
     assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == lines[3].count("|")
+    assert lines[2].startswith("| randomsearch | 3 | 189/189/189 | -/-/- | 4.00 % |")
     assert "| 90 (2/3) | not reached (1/3) | 1.00 | 1.00 | - |" in lines[2]
+    assert lines[3].startswith("| bohb | 3 | 189/189/189 | 24/30/- | 5.00 % |")
     assert "| 45 (3/3) | 120 (2/3) | 0.90 | 0.50 | - |" in lines[3]
 
 
