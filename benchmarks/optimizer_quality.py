@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from analysis.load import load_run  # noqa: E402
-from analysis.plots import new_figure, save_figure  # noqa: E402
+from analysis.plots import new_figure, plain_numbers, save_figure  # noqa: E402
 from analysis.provenance import model_provenance  # noqa: E402
 
 MARKER = "benchmark.json"
@@ -304,13 +304,22 @@ def plot_curves(
     figure = new_figure(9.0, 5.5)
     axes = figure.add_subplot()
     grid = np.arange(0, epoch_budget + 1)
+    lowest, early = math.inf, 0.0
     for label, seeds in curves.items():
         median, low, high = band(seeds, grid)
         (line,) = axes.step(grid, 100 * median, where="post", label=f"{label} (median of {len(seeds)})")
         axes.fill_between(grid, 100 * low, 100 * high, step="post", alpha=0.15, color=line.get_color())
+        lowest = min(lowest, float(np.nanmin(low, initial=math.inf)))
+        early = max(early, float(np.nan_to_num(median[len(grid) // 4])))
     for target in targets:
-        axes.axhline(100 * target, color="grey", linestyle=":", linewidth=1)
+        axes.axhline(100 * target, color="grey", linestyle=":", linewidth=1, label=f"{100 * target:g} %")
     axes.set_yscale("log")
+    plain_numbers(axes.yaxis)
+    # The first epochs (a sweep's first learning rates, 1-epoch jobs) reach 90 %: cut the axis above the
+    # median errors at a quarter of the budget, so the differences near the targets stay readable.
+    top = 100 * max(5 * max(targets, default=0.0), 1.5 * early)
+    if math.isfinite(lowest) and top > 100 * lowest:
+        axes.set_ylim(100 * min(lowest, min(targets, default=lowest)) * 0.9, top)
     axes.set_xlim(0, epoch_budget)
     axes.set_xlabel("epochs trained (all workers, cumulative)")
     axes.set_ylabel("best validation error so far (%)")
