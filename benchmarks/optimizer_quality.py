@@ -116,24 +116,12 @@ def full_setup(data_dir: Path, train_limit: int, tuned: Sequence[str]) -> Setup:
     return Setup(common, standard_variants(7, 9, tuned, sweep), epoch_budget=189)
 
 
-def quick_setup() -> Setup:
+def quick_setup(tuned: Sequence[str]) -> Setup:
     """The embedded digits, budgets 1-3: a few minutes, to try the script."""
-    common = (
-        "--dataset",
-        "digits",
-        "--min-budget",
-        "1",
-        "--max-budget",
-        "3",
-        "--eta",
-        "3",
-        "--n-workers",
-        "2",
-    )
+    common = ("--dataset", "digits", "--min-budget", "1", "--max-budget", "3", "--eta", "3")
     sweep = ("--optimizer", "sweep", "--vary", "learning_rate=log:0.001:0.1:6", "--max-budget", "1")
-    tuned = ("--random-fraction", "0.2")
     # Brackets of 1..3 train 5 + 6 = 11 epochs a cycle; random search 2 jobs of 3 epochs an iteration.
-    return Setup(common, standard_variants(6, 6, tuned, sweep), epoch_budget=33)
+    return Setup((*common, "--n-workers", "2"), standard_variants(6, 6, tuned, sweep), epoch_budget=33)
 
 
 def standard_variants(
@@ -370,7 +358,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    setup = quick_setup() if args.quick else full_setup(args.data_dir, args.train_limit, args.tuned.split())
+    tuned = args.tuned.split()
+    setup = quick_setup(tuned) if args.quick else full_setup(args.data_dir, args.train_limit, tuned)
     labels = args.variants or [variant.label for variant in setup.variants]
     unknown = sorted(set(labels) - {variant.label for variant in setup.variants})
     if unknown:
