@@ -23,6 +23,7 @@ from analysis.data import RunData
 from analysis.groups import group_trajectories
 from analysis.importance import best_configurations, format_importance, parameter_importance
 from analysis.incumbents import incumbent_trajectory
+from analysis.provenance import model_provenance
 from analysis.space import Parameter, UnknownParameterError, resolve_parameter, run_parameters
 from analysis.summary import format_duration, format_summary, summarize
 from analysis.workers import worker_timeline
@@ -114,6 +115,7 @@ def write_report(runs: Mapping[str, RunData], path: Path, *, rule: str, by: str 
 
 def run_sections(page: Page, label: str, run: RunData, rule: str, by: str | None) -> None:
     from analysis.plot_importance import plot_importance, plot_parallel_coordinates
+    from analysis.plot_provenance import plot_model_vs_random
     from analysis.plot_resources import plot_cost, plot_workers
     from analysis.plot_runs import plot_budget_correlations, plot_curves_by_parameter, plot_learning_curves
 
@@ -156,11 +158,17 @@ def run_sections(page: Page, label: str, run: RunData, rule: str, by: str | None
         )
         page.figure(lambda target: plot_workers(timeline, target))
 
+    def provenance() -> None:
+        # The counts and the table are in the summary above; a run without the flag gets a note.
+        result = model_provenance(run)
+        page.figure(lambda target: plot_model_vs_random(result, target))
+
     def cost() -> None:
         result = training_cost(run)
         page.text(format_cost(result))
         page.figure(lambda target: plot_cost(result, target))
 
+    page.section("Model-based against random configurations", provenance)
     page.section("Which hyperparameters matter", importance)
     page.section("Learning curves", curves)
     page.section("Budgets: rank correlation", budgets)

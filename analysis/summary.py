@@ -8,6 +8,7 @@ from typing import Any
 
 from analysis.data import OK, ConfigId, RunData
 from analysis.incumbents import MAX_BUDGET, find_incumbent
+from analysis.provenance import Provenance, format_provenance, model_provenance
 from analysis.workers import worker_timeline
 
 
@@ -53,6 +54,8 @@ class RunSummary:
     workers_inferred: bool = False
     # Jobs the master sent again because their worker died or never got them (``info["attempts"]`` > 1).
     redispatched: int = 0
+    # Model-based against random configurations (BOHB's ``config_info["model_based_pick"]``).
+    provenance: Provenance | None = None
 
     @property
     def runs_per_budget(self) -> dict[float, int]:
@@ -100,6 +103,7 @@ def summarize(run: RunData) -> RunSummary:
         busy_share=timeline.busy_share,
         workers_inferred=timeline.inferred,
         redispatched=sum(1 for job in run.jobs if _attempts(job.info) > 1),
+        provenance=model_provenance(run),
     )
 
 
@@ -135,6 +139,8 @@ def format_summary(summary: RunSummary) -> str:
         for entry in summary.budgets:
             best = "-" if entry.best_loss is None else f"{entry.best_loss:.4f}"
             lines.append(f"{entry.budget:>10g}  {entry.runs:>6d}  {entry.finite:>6d}  {best:>10}")
+    if summary.provenance is not None:
+        lines.append(format_provenance(summary.provenance))
     incumbent = summary.incumbent
     if incumbent is None:
         lines.append("incumbent   none (no job has a finite loss)")

@@ -70,17 +70,27 @@ def ours_info(loss: float, epochs: int, worker: str, parameters: int, seconds: f
 
 
 def write_ours_run(
-    directory: Path, *, count: int = 40, budgets: tuple[float, ...] = (1.0, 3.0), seed: int = 0
+    directory: Path,
+    *,
+    count: int = 40,
+    budgets: tuple[float, ...] = (1.0, 3.0),
+    seed: int = 0,
+    model_based_from: int | None = None,
+    record_picks: bool = True,
 ) -> Path:
     """An hpo-service run dir: every config on every budget, two workers taking jobs in turn, losses
-    from :func:`planted_loss` (shrinking with the budget), time per epoch proportional to parameters."""
+    from :func:`planted_loss` (shrinking with the budget), time per epoch proportional to parameters.
+    Configurations from index ``model_based_from`` on are BOHB model-based picks (None: all random);
+    ``record_picks=False`` writes an empty ``config_info`` as random search and Hyperband do."""
     directory.mkdir(parents=True)
     configs = sample_configs(count, seed)
     clock = {"worker-a:1": 0.0, "worker-b:2": 0.0}
     config_lines, result_lines = [], []
     for index, config in enumerate(configs):
         config_id = [index // 10, 0, index % 10]
-        config_lines.append(json.dumps([config_id, config, {"model_based_pick": False}]))
+        model_based = model_based_from is not None and index >= model_based_from
+        config_info = {"model_based_pick": model_based} if record_picks else {}
+        config_lines.append(json.dumps([config_id, config, config_info]))
         for budget in budgets:
             worker = min(clock, key=lambda name: clock[name])
             parameters = 1000 * config["batch_size"]

@@ -133,9 +133,9 @@ def test_report_is_one_self_contained_page(ours_dir: Path, tmp_path: Path) -> No
     path = write_report(runs, tmp_path / "report.html", rule="max-budget", by="lr")
     page = path.read_text()
     # Incumbents + the seeds' band, then per run: importance, best configs, curves, curves by lr,
-    # budgets, workers, cost.
+    # model-based vs random, budgets, workers, cost.
     pictures = images(page)
-    assert len(pictures) == 2 + 2 * 7 and all(picture.startswith(b"\x89PNG") for picture in pictures)
+    assert len(pictures) == 2 + 2 * 8 and all(picture.startswith(b"\x89PNG") for picture in pictures)
     assert page.count("<h2>Run ") == 2 and "optimizer</th><td>bohb" in page
     assert 'src="http' not in page and "<script" not in page
 
