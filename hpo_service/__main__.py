@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HpoServiceError as error:
         logger.error("%s", error)
         return 2
+    except OSError as error:  # the run dir became unwritable, the disk filled: one line, not a traceback
+        logger.error("cannot write the run's files: %s", error)
+        return 2
     except KeyboardInterrupt:
         logger.warning(
             "interrupted; every finished result is in %s (configs.json, results.json)", settings.run_dir

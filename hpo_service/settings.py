@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,7 @@ class MasterSettings:
         if self.tls_dir is not None:
             check_tls(self.tls_dir)
         check_run_id(self.run_id)
+        check_writable(self.run_dir)
         if self.dataset not in DATASET_SHAPES:
             raise SettingsError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}"
@@ -131,6 +133,18 @@ def check_run_id(run_id: str) -> None:
         raise SettingsError(f"--run-id {run_id!r}: use letters, digits, '-', '_' or '.'")
     if len(run_id) > MAX_RUN_ID_LENGTH:
         raise SettingsError(f"--run-id is {len(run_id)} characters long; use at most {MAX_RUN_ID_LENGTH}")
+
+
+def check_writable(run_dir: Path) -> None:
+    """RunDirectoryError unless the run dir (or the directory it will be made in) can be written: the master
+    would otherwise fail with an OSError after its workers started."""
+    existing = run_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirectoryError(f"run dir {run_dir}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"run dir {run_dir}: {existing} is not writable")
 
 
 # What a run dir holds once its master has results; a new run refuses a dir with any of them (non-empty).
