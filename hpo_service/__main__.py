@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, add_sweep_arguments, sweep_options_from_args
-from hpo_service.tls import add_tls_arguments
+from hpo_service.tls import add_tls_arguments, in_run_dir
+from hpo_service.tls import ensure as ensure_tls
 
 logger = logging.getLogger("hpo_service.master")
 
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address the master (and its nameserver) listens on"
     )
-    add_tls_arguments(parser)
+    add_tls_arguments(parser, made_in_run_dir=True)
     parser.add_argument(
         "--nameserver-port", type=int, default=0, help="port of the nameserver it starts (0: any free port)"
     )
@@ -140,6 +142,23 @@ def process_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def with_run_credentials(settings: MasterSettings) -> MasterSettings:
+    """Mutual TLS unless told otherwise: a new run without --tls-dir (or --insecure) gets certificates made
+    for it in RUN_DIR/tls, as launch.local does, where workers given --run-dir find them. A resumed run
+    keeps what it had (its RUN_DIR/tls if any): workers already waiting must not be locked out."""
+    if settings.tls_dir is not None or settings.allow_insecure:
+        return settings
+    directory = in_run_dir(settings.run_dir)
+    if settings.resume and not directory.is_dir():
+        logger.warning("the run %s has no %s: Pyro connections are not authenticated", settings.run_id,
+                       directory)  # fmt: skip
+        return settings
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    files = ensure_tls(directory, hosts=[settings.host])
+    logger.info("TLS credentials of the run: %s (workers given --run-dir use them)", files.directory)
+    return replace(settings, tls_dir=files.directory)
+
+
 def settings_from_args(args: argparse.Namespace) -> MasterSettings:
     run_id = args.run_id or default_run_id(args.optimizer)
     return MasterSettings(
@@ -173,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, prefix="master ")
     interrupt_on_stop_signals()
     try:
+        settings = with_run_credentials(settings)
         # Imported here so that --help and argument errors answer without loading HpBandSter's stack (and
         # inside the try: a Ctrl-C during the import is an interrupt like any other).
         from hpo_service.master import run_master

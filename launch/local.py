@@ -150,8 +150,9 @@ class LaunchSettings:
         return command + (["--verbose"] if self.verbose else [])
 
     def tls_options(self) -> list[str]:
-        """``--tls-dir RUN_DIR/tls`` for the master and every worker (empty with ``--no-tls``)."""
-        return ["--tls-dir", str(in_run_dir(self.run_dir))] if self.tls else []
+        """``--tls-dir RUN_DIR/tls`` for the master and every worker; ``--insecure`` with ``--no-tls`` (the
+        master would otherwise make certificates the workers, started at once, might not see)."""
+        return ["--tls-dir", str(in_run_dir(self.run_dir))] if self.tls else ["--insecure"]
 
     def worker_command(self, device: str) -> list[str]:
         command = [
