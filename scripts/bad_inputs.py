@@ -87,6 +87,11 @@ def other_space(run_dir: Path) -> None:
     (run_dir / "configspace.json").write_text(json.dumps(space))
 
 
+def results_as_directory(run_dir: Path) -> None:
+    (run_dir / "results.json").unlink()
+    (run_dir / "results.json").mkdir()
+
+
 def without_logs(run_dir: Path) -> None:
     """Only the pickle left, as plain HpBandSter scripts leave a run dir: analysis reads the logs first."""
     for name in ("configs.json", "results.json"):
@@ -318,6 +323,10 @@ CASES: tuple[Case, ...] = (
          setup=prepare(run(pickle_file=False), in_run(corrupt_middle_line)), watch=("run",)),
     Case("analysis", ("run", "--rule", "nosuch"), "unknown option value", "nosuch",
          setup=run(pickle_file=False), watch=("run",)),
+    Case("analysis", ("run",), "results.json that is a directory", "results.json is not a file",
+         setup=prepare(run(pickle_file=False), in_run(results_as_directory)), watch=("run",)),
+    Case("analysis", ("run",), "results.json whose only line is unreadable", "results.json:1: corrupt line",
+         setup=prepare(run(pickle_file=False), in_run(text("results.json", "garbage\n"))), watch=("run",)),
     # --- SLURM script writer and container roles -----------------------------------------------------------
     Case("launch.slurm", ("-o", "job.sh", "--run-dir", "r", "--n-workers", "0"), "zero workers",
          "--n-workers must be at least 1"),
