@@ -28,9 +28,7 @@ def run_dir_with(tmp_path: Path, statuses: list[str]) -> Path:
     return tmp_path
 
 
-def test_every_job_failed_no_incumbent(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_every_job_failed_no_incumbent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     result = logged_results_to_HBS_result(str(run_dir_with(tmp_path, ["failed", "error"])))
     with caplog.at_level(logging.INFO, logger="hpo_service.master"):
         log_incumbent(result)
