@@ -13,8 +13,8 @@ from typing import Any
 
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
+from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
 from hpo_service.nameserver import NameserverAddress
-from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.resume import explicit_options
 from hpo_service.settings import (
     MasterSettings,
@@ -24,7 +24,6 @@ from hpo_service.settings import (
 )
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
-from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, add_sweep_arguments, sweep_options_from_args
 from hpo_service.tls import add_tls_arguments, in_run_dir
 from hpo_service.tls import ensure as ensure_tls
@@ -39,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "through the Pyro4 nameserver; results are written to --run-dir as they arrive.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="bohb")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZER_NAMES), default="bohb")
     parser.add_argument(
         "--min-budget", type=float, default=MasterSettings.min_budget, help="smallest budget, in epochs"
     )

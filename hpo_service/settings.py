@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpo_service.errors import RunDirectoryError, SettingsError
+from hpo_service.names import OPTIMIZER_NAMES
 from hpo_service.nameserver import NameserverAddress
-from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.shapes import DATASET_SHAPES
-from hpo_service.space import check_space_spec
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
-from hpo_service.sweeps.setup import check_study
 from hpo_service.tls import check as check_tls
 from hpo_service.tls import require_authentication
 
@@ -65,9 +63,9 @@ class MasterSettings:
             # A study trains every job on --max-budget epochs, all in one iteration.
             object.__setattr__(self, "min_budget", self.max_budget)
             object.__setattr__(self, "n_iterations", 1)
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer not in OPTIMIZER_NAMES:
             raise SettingsError(
-                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZER_NAMES)}"
             )
         check_budgets(self.min_budget, self.max_budget)
         check_seed(self.seed)
@@ -98,6 +96,10 @@ class MasterSettings:
             raise SettingsError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}"
             )
+        # Imported here: ConfigSpace (and scipy under it) only once settings are built, not for --help.
+        from hpo_service.space import check_space_spec
+        from hpo_service.sweeps.setup import check_study
+
         check_space_spec(self.space, self.dataset)
         check_study(self)
 

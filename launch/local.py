@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
+from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
 from hpo_service.nameserver import remove_credentials
 from hpo_service.settings import (
     MasterSettings,
@@ -30,7 +31,6 @@ from hpo_service.settings import (
     default_run_id,
 )
 from hpo_service.signals import interrupt_on_stop_signals
-from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import (
     STUDY_OPTIMIZERS,
     SweepOptions,
@@ -43,7 +43,7 @@ from workers.settings import DATASETS, PRECISIONS
 
 logger = logging.getLogger("launch.local")
 
-OPTIMIZERS = ("bohb", "hyperband", "randomsearch", *STUDY_OPTIMIZERS)
+OPTIMIZERS = OPTIMIZER_NAMES
 # glibc otherwise returns torch's activation buffers to the OS every step (25-35 % slower on CPU).
 WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "536870912"}
 MASTER_STOP_GRACE = 15.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpo_service.errors import SettingsError
-from hpo_service.optimizers import OPTIMIZERS
+from hpo_service.names import OPTIMIZER_NAMES as OPTIMIZERS
 from hpo_service.settings import MasterSettings, default_run_id
 from hpo_service.tls import in_run_dir
 
