@@ -173,7 +173,7 @@ CASES: tuple[Case, ...] = (
     Case("hpo_service", ("--job-timeout", "0"), "zero job timeout", "--job-timeout must be positive"),
     Case("hpo_service", ("--eta", "0.5"), "eta < 1", "--eta must be larger than 1"),
     Case("hpo_service", ("--min-budget", "abc"), "budget not a number", "invalid float value: 'abc'"),
-    Case("hpo_service", ("--n-iterations", "0"), "no iterations", "--n-iterations must be at least 1"),
+    Case("hpo_service", ("--n-iterations", "0"), "no iterations", "--n-iterations must be in 1.."),
     Case("hpo_service", ("--min-workers", "0"), "non-positive workers", "--min-workers must be at least 1"),
     Case("hpo_service", ("--dataset", "nosuch"), "unknown dataset", "invalid choice: 'nosuch'"),
     Case("hpo_service", ("--run-id", "a b"), "run id with a space", "--run-id 'a b'"),

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow  # ~60 subprocesses, each importing its CLI: a minute on 2 cores
+# ~100 subprocesses, each importing its CLI: one to three minutes on 2 busy cores, all in the first test's
+# setup (the module fixture), hence a timeout above the suite's 120 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bad_inputs.py"
 
