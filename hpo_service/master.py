@@ -54,8 +54,9 @@ class ProgressReporter:
         budget = float(job.kwargs["budget"])
         result = job.result or {}
         loss = result.get("loss")
-        status = (result.get("info") or {}).get("status", "crashed" if job.exception else "ok")
-        if loss is not None and math.isfinite(loss) and status == "ok":
+        fallback = JobStatus.CRASHED if job.exception else JobStatus.OK
+        status = (result.get("info") or {}).get("status", fallback.value)
+        if loss is not None and math.isfinite(loss) and status == JobStatus.OK.value:
             candidate = (budget, -loss)
             if self.best is None or candidate > (self.best[2], -self.best[0]):
                 self.best = (loss, job.id, budget)

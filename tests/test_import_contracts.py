@@ -3,7 +3,8 @@ source (every import statement, also those inside functions and under TYPE_CHECK
 a fresh interpreter.
 
 - ``hpo_service`` never imports ``workers``, ``analysis`` or ``launch``; nothing in the packages imports
-  ``launch`` (only its own modules do); ``analysis`` imports neither ``hpo_service`` nor ``workers``.
+  ``launch`` (only its own modules do); ``analysis`` imports no ``workers`` and of ``hpo_service`` only the
+  constants of ``hpo_service.vocabulary``.
 - ``workers`` import no master-side module of ``hpo_service`` (:data:`MASTER_SIDE`), directly or through
   another module.
 - ``analysis`` loads neither torch nor Pyro4: every analysis module imported in a subprocess.
@@ -99,7 +100,7 @@ def test_the_graph_sees_the_packages() -> None:
     [
         ("hpo_service", ("workers", "analysis", "launch")),
         ("workers", ("analysis", "launch")),
-        ("analysis", ("hpo_service", "workers", "launch")),
+        ("analysis", ("workers", "launch")),
     ],
 )
 def test_packages_import_only_what_the_architecture_allows(package: str, forbidden: tuple[str, ...]) -> None:
@@ -111,6 +112,20 @@ def test_packages_import_only_what_the_architecture_allows(package: str, forbidd
         if in_package(target, forbidden)
     )
     assert not offending, offending
+
+
+def test_analysis_uses_only_the_constants_of_hpo_service() -> None:
+    """``hpo_service.vocabulary`` (names and aliases of hyperparameters) imports nothing; every other module
+    of ``hpo_service`` would bring Pyro4 or ConfigSpace along."""
+    used = {
+        target
+        for source, targets in GRAPH.items()
+        if in_package(source, ("analysis",))
+        for target in targets
+        if in_package(target, ("hpo_service",))
+    }
+    assert used <= {"hpo_service", "hpo_service.vocabulary"}, used
+    assert not GRAPH["hpo_service.vocabulary"]
 
 
 def test_workers_import_no_master_side_module() -> None:
