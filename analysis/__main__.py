@@ -3,7 +3,9 @@
 With run dirs only, it prints each run's summary and writes the incumbent plot. A first argument that
 names a subcommand (``summary``, ``incumbent``, ``curves``, ``budgets``, ``importance``, ``workers``,
 ``cost``, ``sweep``, ``report``, ``watch``, ``serve``; see docs/analysis.md) runs just that; a run dir
-named like a subcommand is written ``./summary``. The only module that prints or configures logging.
+named like a subcommand is written ``./summary``. The command-line modules (this one, :mod:`analysis.commands`
+and ``analysis.dashboard.command``) print; this is the only one that configures logging. The computing and
+plotting modules only return.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from analysis.data import ConfigId, RunData
 
@@ -64,6 +63,8 @@ class BudgetCorrelations:
 
 def spearman(first: np.ndarray, second: np.ndarray) -> float | None:
     """Spearman's rho (Pearson correlation of average ranks); ``None`` when either side is constant."""
+    from scipy.stats import rankdata  # here: scipy.stats takes seconds to import, --help must not wait
+
     first_ranks, second_ranks = rankdata(first), rankdata(second)
     if np.ptp(first_ranks) == 0 or np.ptp(second_ranks) == 0:
         return None

@@ -110,6 +110,9 @@ def read_logs(run_dir: Path) -> RawRun:
     """Parse ``configs.json`` and ``results.json`` (either may be missing while a run starts)."""
     raw = RawRun()
     configs_path, results_path = run_dir / CONFIGS_FILE, run_dir / RESULTS_FILE
+    for path in (configs_path, results_path):
+        if path.exists() and not path.is_file():
+            raise RunDirError(f"{path} is not a file")
     if configs_path.is_file():
         for config_id, config, config_info in read_lines(configs_path, parse_config_line):
             raw.configs[config_id] = config
@@ -134,13 +137,18 @@ def read_lines(path: Path, parse: Callable[[Any], T]) -> list[T]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise RunDirError(f"{path}: not UTF-8 text ({error})") from error
+    except OSError as error:
+        raise RunDirError(f"{path}: cannot be read ({error.strerror or error})") from error
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    # Only a line the writer was cut off in (no newline after it yet) is forgiven; a complete bad line is
+    # damage, even when it is the only one (the run would otherwise look empty).
+    cut_short = not text.endswith("\n")
     records = []
     for index, (number, line) in enumerate(lines):
         try:
             records.append(parse(json.loads(line)))
         except ValueError as error:
-            if index == len(lines) - 1:
+            if index == len(lines) - 1 and cut_short:
                 logger.warning("%s: ignoring line %d, cut short or malformed (%s)", path, number, error)
                 break
             raise RunDirError(f"{path}:{number}: corrupt line ({error})") from error

@@ -16,25 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.data import RunData, finite_or_none
+from hpo_service.vocabulary import ALIASES
 
 logger = logging.getLogger(__name__)
 
 SPACE_FILE = "configspace.json"
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
-
-# Short names people use for the hyperparameters of our space (and of most CNN spaces).
-ALIASES = {
-    "lr": "learning_rate",
-    "bs": "batch_size",
-    "batch": "batch_size",
-    "opt": "optimizer",
-    "kernel": "kernel_size",
-    "filters": "filters_1",
-    "filter_size": "kernel_size",
-    "layers": "conv_layers",
-    "units": "fc_units",
-}
 
 
 @dataclass(frozen=True)

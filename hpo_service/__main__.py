@@ -7,14 +7,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hpo_service.bohb_options import add_bohb_arguments, bohb_options_from_args
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
+from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
 from hpo_service.nameserver import NameserverAddress
-from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.resume import explicit_options
 from hpo_service.settings import (
     MasterSettings,
@@ -24,9 +25,9 @@ from hpo_service.settings import (
 )
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
-from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, add_sweep_arguments, sweep_options_from_args
-from hpo_service.tls import add_tls_arguments
+from hpo_service.tls import add_tls_arguments, in_run_dir
+from hpo_service.tls import ensure as ensure_tls
 
 logger = logging.getLogger("hpo_service.master")
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "through the Pyro4 nameserver; results are written to --run-dir as they arrive.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="bohb")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZER_NAMES), default="bohb")
     parser.add_argument(
         "--min-budget", type=float, default=MasterSettings.min_budget, help="smallest budget, in epochs"
     )
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address the master (and its nameserver) listens on"
     )
-    add_tls_arguments(parser)
+    add_tls_arguments(parser, made_in_run_dir=True)
     parser.add_argument(
         "--nameserver-port", type=int, default=0, help="port of the nameserver it starts (0: any free port)"
     )
@@ -142,6 +143,23 @@ def process_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def with_run_credentials(settings: MasterSettings) -> MasterSettings:
+    """Mutual TLS unless told otherwise: a new run without --tls-dir (or --insecure) gets certificates made
+    for it in RUN_DIR/tls, as launch.local does, where workers given --run-dir find them. A resumed run
+    keeps what it had (its RUN_DIR/tls if any): workers already waiting must not be locked out."""
+    if settings.tls_dir is not None or settings.allow_insecure:
+        return settings
+    directory = in_run_dir(settings.run_dir)
+    if settings.resume and not directory.is_dir():
+        logger.warning("the run %s has no %s: Pyro connections are not authenticated", settings.run_id,
+                       directory)  # fmt: skip
+        return settings
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    files = ensure_tls(directory, hosts=[settings.host])
+    logger.info("TLS credentials of the run: %s (workers given --run-dir use them)", files.directory)
+    return replace(settings, tls_dir=files.directory)
+
+
 def settings_from_args(args: argparse.Namespace) -> MasterSettings:
     run_id = args.run_id or default_run_id(args.optimizer)
     return MasterSettings(
@@ -176,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose, prefix="master ")
     interrupt_on_stop_signals()
     try:
+        settings = with_run_credentials(settings)
         # Imported here so that --help and argument errors answer without loading HpBandSter's stack (and
         # inside the try: a Ctrl-C during the import is an interrupt like any other).
         from hpo_service.console import live_console
@@ -186,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_master(settings)
     except HpoServiceError as error:
         logger.error("%s", error)
+        return 2
+    except OSError as error:  # the run dir became unwritable, the disk filled: one line, not a traceback
+        logger.error("cannot write the run's files: %s", error)
         return 2
     except KeyboardInterrupt:
         logger.warning(

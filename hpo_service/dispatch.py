@@ -85,6 +85,8 @@ class ServiceDispatcher(Dispatcher):
         self._discovery_requested = False
         # Worker name -> the job it was sent but did not run at the last check (see _check_workers).
         self._not_running: dict[str, Any] = {}
+        # Workers whose last check timed out (alive but frozen, not gone): their lost job says so.
+        self._frozen: set[str] = set()
         # Job id -> its dispatches so far (jobs that were re-dispatched keep their entry until they end).
         self._attempts: dict[Any, JobAttempts] = {}
         # Job id -> the worker still running it after it timed out (the job is already recorded).
@@ -303,9 +305,13 @@ class ServiceDispatcher(Dispatcher):
         try:
             with Pyro4.Proxy(worker.proxy._pyroUri) as proxy:
                 proxy._pyroTimeout = WORKER_CALL_TIMEOUT
-                return True, bool(proxy.is_busy())
+                busy = bool(proxy.is_busy())
+            self._frozen.discard(worker.name)
+            return True, busy
         except Pyro4.errors.PyroError as error:
             logger.debug("worker %s did not answer: %s", worker.name, error)
+            if isinstance(error, Pyro4.errors.TimeoutError):
+                self._frozen.add(worker.name)
             return False, False
 
     def _find_new_workers(self, known: set[str]) -> list[tuple[Worker, bool]]:
@@ -371,8 +377,13 @@ class ServiceDispatcher(Dispatcher):
             job_id = worker.runs_job
             if not alive:
                 self.logger.info("DISPATCHER: removing dead worker, %s", name)
-                if job_id is not None:
+                if job_id is not None and name in self._frozen:
+                    crashed[job_id] = (
+                        f"Worker {name} stopped answering (frozen: no reply in {WORKER_CALL_TIMEOUT:g} s)."
+                    )
+                elif job_id is not None:
                     crashed[job_id] = "Worker died unexpectedly."  # upstream's words
+                self._frozen.discard(name)
                 del self.worker_pool[name]
                 self.idle_workers.discard(name)
                 self._not_running.pop(name, None)

@@ -32,7 +32,7 @@ from hpo_service.nameserver import (
 from hpo_service.optimizers import create_optimizer, planned_jobs
 from hpo_service.progress import CountsPublisher, LiveCounts, Outcome, ProgressState
 from hpo_service.pyro_setup import configure_pyro
-from hpo_service.records import RunDescription
+from hpo_service.records import JobStatus, RunDescription
 from hpo_service.settings import MasterSettings, check_fresh_run_dir
 from hpo_service.space import load_space, write_space
 from hpo_service.sweeps.setup import apply_space_from_sweep, optimizer_arguments, prepare_sweep
@@ -58,7 +58,8 @@ class ProgressReporter:
     def __call__(self, job: Job) -> None:
         result = job.result or {}
         loss = result.get("loss")
-        status = (result.get("info") or {}).get("status", "crashed" if job.exception else "ok")
+        fallback = JobStatus.CRASHED if job.exception else JobStatus.OK
+        status = (result.get("info") or {}).get("status", fallback.value)
         budget = float(job.kwargs["budget"])
         self.state.record(Outcome(tuple(job.id), budget, loss, status))
         running, queued = self.job_counts()
@@ -294,6 +295,10 @@ def log_incumbent(result: Result) -> None:
         return
     runs = result.get_runs_by_id(incumbent)
     last = runs[-1]
+    status = (last.info or {}).get("status", JobStatus.OK.value)
+    if status != JobStatus.OK.value:  # upstream's pick among failures, each with the worst loss
+        logger.warning("no incumbent: every job on the largest budget failed (%s: %s)", incumbent, status)
+        return
     test_error = (last.info or {}).get("test_error")
     logger.info(
         "incumbent %s: validation error %.4f, test error %s at budget %g; config %s",

@@ -24,6 +24,9 @@ class JobStatus(str, enum.Enum):
     ERROR = "error"
     # Ran longer than the run's job timeout and was stopped (the master records it; worst loss).
     TIMEOUT = "timeout"
+    # No result at all: the worker raised outside the trainer or died with the job (HpBandSter records the
+    # exception); the master's progress log and analysis name such a job so.
+    CRASHED = "crashed"
 
 
 # The loss reported for a configuration that failed: the worst possible validation error.

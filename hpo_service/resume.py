@@ -218,6 +218,8 @@ def settings_fields(run_dir: Path, given: Mapping[str, Any]) -> dict[str, Any]:
             )
     if "space" in given:
         check_same_space(run_dir, str(given["space"]), stored.get("space"), fields["dataset"])
+    if not study:  # a study's configurations carry their seed and are checked against sweep.json instead
+        check_logged_configs(run)
     if study:
         if any(name in given for name in STUDY_OPTIONS):
             raise SettingsError(
@@ -265,9 +267,10 @@ def stored_bohb_options(run_dir: Path, stored: Mapping[str, Any], given: Mapping
 
 
 def check_same_space(run_dir: Path, spec: str, stored_spec: Any, dataset: str) -> None:
-    if spec == stored_spec:
-        return
-    from hpo_service.space import load_space
+    from hpo_service.space import SPACE_NAMES, load_space
+
+    if spec == stored_spec and spec in SPACE_NAMES:
+        return  # a file of the same name may have been edited since: only a preset name is the same space
 
     if load_space(spec, dataset=dataset) != load_space(str(run_dir / "configspace.json"), dataset=dataset):
         raise SettingsError(
@@ -275,6 +278,26 @@ def check_same_space(run_dir: Path, spec: str, stored_spec: Any, dataset: str) -
             f"({run_dir / 'configspace.json'}); "
             "a resumed run keeps its space (leave --space out)"
         )
+
+
+def check_logged_configs(run: LoggedRun) -> None:
+    """RunDirectoryError unless every logged configuration belongs to the run's ``configspace.json``: the
+    replay would otherwise fail half way (a space file replaced or edited by hand)."""
+    import ConfigSpace as CS
+
+    from hpo_service.space import load_space
+
+    path = run.run_dir / "configspace.json"
+    space = load_space(str(path))
+    for line in run.configs:
+        try:
+            CS.Configuration(space, values=line[1])
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            config_id = "_".join(str(part) for part in line[0])
+            raise RunDirectoryError(
+                f"--resume {run.run_dir}: {path.name} does not match the run's logs: configuration "
+                f"{config_id} ({error})"
+            ) from None
 
 
 def sweep_options_from_plan(run_dir: Path) -> SweepOptions:

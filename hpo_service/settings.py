@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpo_service.bohb_options import BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
+from hpo_service.names import OPTIMIZER_NAMES
 from hpo_service.nameserver import NameserverAddress
-from hpo_service.optimizers import OPTIMIZERS
 from hpo_service.shapes import DATASET_SHAPES
-from hpo_service.space import check_space_spec
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
-from hpo_service.sweeps.setup import check_study
 from hpo_service.tls import check as check_tls
 from hpo_service.tls import require_authentication
 
@@ -67,9 +66,9 @@ class MasterSettings:
             # A study trains every job on --max-budget epochs, all in one iteration.
             object.__setattr__(self, "min_budget", self.max_budget)
             object.__setattr__(self, "n_iterations", 1)
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer not in OPTIMIZER_NAMES:
             raise SettingsError(
-                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZER_NAMES)}"
             )
         check_budgets(self.min_budget, self.max_budget)
         check_seed(self.seed)
@@ -95,10 +94,15 @@ class MasterSettings:
         if self.tls_dir is not None:
             check_tls(self.tls_dir)
         check_run_id(self.run_id)
+        check_writable(self.run_dir)
         if self.dataset not in DATASET_SHAPES:
             raise SettingsError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}"
             )
+        # Imported here: ConfigSpace (and scipy under it) only once settings are built, not for --help.
+        from hpo_service.space import check_space_spec
+        from hpo_service.sweeps.setup import check_study
+
         check_space_spec(self.space, self.dataset)
         check_study(self)
         check_bohb_options(self)
@@ -145,6 +149,18 @@ def check_run_id(run_id: str) -> None:
         raise SettingsError(f"--run-id {run_id!r}: use letters, digits, '-', '_' or '.'")
     if len(run_id) > MAX_RUN_ID_LENGTH:
         raise SettingsError(f"--run-id is {len(run_id)} characters long; use at most {MAX_RUN_ID_LENGTH}")
+
+
+def check_writable(run_dir: Path) -> None:
+    """RunDirectoryError unless the run dir (or the directory it will be made in) can be written: the master
+    would otherwise fail with an OSError after its workers started."""
+    existing = run_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirectoryError(f"run dir {run_dir}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"run dir {run_dir}: {existing} is not writable")
 
 
 # What a run dir holds once its master has results; a new run refuses a dir with any of them (non-empty).

@@ -274,9 +274,13 @@ def _make_certificates(hosts: Iterable[str]) -> tuple[bytes, bytes, bytes]:
     return ca.public_bytes(pem), node.public_bytes(pem), key_pem
 
 
-def add_tls_arguments(parser: argparse.ArgumentParser, *, from_run_dir: bool = False) -> None:
+def add_tls_arguments(
+    parser: argparse.ArgumentParser, *, from_run_dir: bool = False, made_in_run_dir: bool = False
+) -> None:
     """``--tls-dir`` and ``--insecure``, the same for the master and the workers."""
     default = " (default: RUN_DIR/tls when the --run-dir has one)" if from_run_dir else ""
+    if made_in_run_dir:
+        default = " (default: RUN_DIR/tls, made for a new run unless --insecure; workers find it there)"
     parser.add_argument(
         "--tls-dir",
         type=Path,
@@ -289,8 +293,8 @@ def add_tls_arguments(parser: argparse.ArgumentParser, *, from_run_dir: bool = F
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="allow a --host other than loopback without --tls-dir: anyone who reaches the port could "
-        "register workers, send results, or stop the run",
+        help="no TLS without --tls-dir (and allow a --host other than loopback): anyone who reaches the "
+        "port could register workers, send results, or stop the run",
     )
 
 

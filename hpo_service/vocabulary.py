@@ -29,3 +29,18 @@ TRAINING_KEYS = (
 # Switches that only activate other hyperparameters through conditions (the full preset's weight decay).
 SWITCH_KEYS = ("use_weight_decay",)
 HYPERPARAMETER_NAMES = frozenset(ARCHITECTURE_KEYS + TRAINING_KEYS + SWITCH_KEYS)
+
+# Short names people use for the hyperparameters (``--vary lr=...``, ``analysis curves --by lr``); each
+# stands for its target only where the space has no hyperparameter of the short name itself. One table for
+# the study options (hpo_service.sweeps) and analysis, which may import this module (constants only).
+ALIASES = {
+    "lr": "learning_rate",
+    "bs": "batch_size",
+    "batch": "batch_size",
+    "opt": "optimizer",
+    "kernel": "kernel_size",
+    "filters": "filters_1",
+    "filter_size": "kernel_size",
+    "layers": "conv_layers",
+    "units": "fc_units",
+}

@@ -27,6 +27,7 @@ from hpo_service.bohb_options import BohbOptions, add_bohb_arguments, bohb_optio
 from hpo_service.console import LOG_DIRECTORY, short_log_lines
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
+from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
 from hpo_service.nameserver import remove_credentials
 from hpo_service.settings import (
     MasterSettings,
@@ -35,7 +36,6 @@ from hpo_service.settings import (
     default_run_id,
 )
 from hpo_service.signals import interrupt_on_stop_signals
-from hpo_service.space import SPACE_NAMES
 from hpo_service.sweeps.options import (
     STUDY_OPTIMIZERS,
     SweepOptions,
@@ -50,7 +50,7 @@ from workers.settings import DATASETS, PRECISIONS
 
 logger = logging.getLogger("launch.local")
 
-OPTIMIZERS = ("bohb", "hyperband", "randomsearch", *STUDY_OPTIMIZERS)
+OPTIMIZERS = OPTIMIZER_NAMES
 # glibc otherwise returns torch's activation buffers to the OS every step (25-35 % slower on CPU).
 WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "536870912"}
 MASTER_STOP_GRACE = 15.0
@@ -162,8 +162,9 @@ class LaunchSettings:
         return command + (["--verbose"] if self.verbose else [])
 
     def tls_options(self) -> list[str]:
-        """``--tls-dir RUN_DIR/tls`` for the master and every worker (empty with ``--no-tls``)."""
-        return ["--tls-dir", str(in_run_dir(self.run_dir))] if self.tls else []
+        """``--tls-dir RUN_DIR/tls`` for the master and every worker; ``--insecure`` with ``--no-tls`` (the
+        master would otherwise make certificates the workers, started at once, might not see)."""
+        return ["--tls-dir", str(in_run_dir(self.run_dir))] if self.tls else ["--insecure"]
 
     def worker_command(self, device: str) -> list[str]:
         command = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hpo_service.bohb_options import add_bohb_arguments, bohb_options_from_args
 from hpo_service.errors import SettingsError
-from hpo_service.optimizers import OPTIMIZERS
+from hpo_service.names import OPTIMIZER_NAMES as OPTIMIZERS
 from hpo_service.settings import MasterSettings, default_run_id
 from hpo_service.tls import in_run_dir
 

@@ -71,6 +71,27 @@ def corrupt_middle_line(run_dir: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def space_named(spec: str) -> Callable[[Path], None]:
+    """run.json names ``spec`` as the run's space (as a run started with ``--space spec`` does)."""
+
+    def rename(run_dir: Path) -> None:
+        description = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**description, "space": spec}, indent=2) + "\n")
+
+    return rename
+
+
+def other_space(run_dir: Path) -> None:
+    """configspace.json replaced by a space the logged configurations do not belong to."""
+    space = {**SPACE, "hyperparameters": SPACE["hyperparameters"][:1]}
+    (run_dir / "configspace.json").write_text(json.dumps(space))
+
+
+def results_as_directory(run_dir: Path) -> None:
+    (run_dir / "results.json").unlink()
+    (run_dir / "results.json").mkdir()
+
+
 def without_logs(run_dir: Path) -> None:
     """Only the pickle left, as plain HpBandSter scripts leave a run dir: analysis reads the logs first."""
     for name in ("configs.json", "results.json"):
@@ -161,7 +182,7 @@ CASES: tuple[Case, ...] = (
     Case("hpo_service", ("--job-timeout", "0"), "zero job timeout", "--job-timeout must be positive"),
     Case("hpo_service", ("--eta", "0.5"), "eta < 1", "--eta must be larger than 1"),
     Case("hpo_service", ("--min-budget", "abc"), "budget not a number", "invalid float value: 'abc'"),
-    Case("hpo_service", ("--n-iterations", "0"), "no iterations", "--n-iterations must be at least 1"),
+    Case("hpo_service", ("--n-iterations", "0"), "no iterations", "--n-iterations must be in 1.."),
     Case("hpo_service", ("--min-workers", "0"), "non-positive workers", "--min-workers must be at least 1"),
     Case("hpo_service", ("--dataset", "nosuch"), "unknown dataset", "invalid choice: 'nosuch'"),
     Case("hpo_service", ("--run-id", "a b"), "run id with a space", "--run-id 'a b'"),
@@ -242,6 +263,16 @@ CASES: tuple[Case, ...] = (
          "each worker holds about 830 MB"),
     Case("hpo_service", ("--run-id", "x" * 300), "300-character run id", "--run-id is 300 characters long"),
     Case("launch.local", ("--run-id", "x" * 300), "300-character run id", "--run-id is 300 characters long"),
+    Case("hpo_service", ("--resume", "run", "--space", "s.yaml"), "--resume with its space file edited since",
+         "is not the run's search space", watch=("run",),
+         setup=prepare(run(), in_run(space_named("s.yaml")), space_yaml("dropout: {range: [0.0, 0.9]}"))),
+    Case("hpo_service", ("--resume", "run"), "--resume: configspace.json does not match the logs",
+         "configspace.json does not match the run's logs", setup=prepare(run(), in_run(other_space)),
+         watch=("run",)),
+    Case("hpo_service", ("--run-dir", "afile/run"), "run dir inside a file", "afile is not a directory",
+         setup=text("afile", "x"), watch=("afile",)),
+    Case("launch.local", ("--no-tls", "--run-dir", "afile/run"), "run dir inside a file (--no-tls)",
+         "afile is not a directory", setup=text("afile", "x"), watch=("afile",)),
     # --- worker: python -m workers ---------------------------------------------------------------------
     Case("workers", ("--run-id", "x", "--nameserver", "127.0.0.1:9", "--precision", "nosuch"),
          "unknown precision", "invalid choice: 'nosuch'"),
@@ -341,6 +372,10 @@ CASES: tuple[Case, ...] = (
     Case("analysis", ("serve", "run", "--host", "192.0.2.1", "--allow-remote"),
          "serve: an address this machine does not have", "cannot listen on 192.0.2.1",
          setup=run(pickle_file=False), watch=("run",)),
+    Case("analysis", ("run",), "results.json that is a directory", "results.json is not a file",
+         setup=prepare(run(pickle_file=False), in_run(results_as_directory)), watch=("run",)),
+    Case("analysis", ("run",), "results.json whose only line is unreadable", "results.json:1: corrupt line",
+         setup=prepare(run(pickle_file=False), in_run(text("results.json", "garbage\n"))), watch=("run",)),
     # --- SLURM script writer and container roles -----------------------------------------------------------
     Case("launch.slurm", ("-o", "job.sh", "--run-dir", "r", "--n-workers", "0"), "zero workers",
          "--n-workers must be at least 1"),

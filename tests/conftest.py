@@ -106,7 +106,12 @@ def process_run(tmp_path: Path) -> Iterator[ProcessRun]:
 
 
 def master_command(run_dir: Path, run_id: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "hpo_service", "--run-dir", str(run_dir), "--run-id", run_id, *extra]
+    """A master started by hand; plain Pyro (``--insecure``) unless ``extra`` gives ``--tls-dir``, so that
+    tests can talk to it from this process (which never turns TLS on). ``test_security`` covers the
+    default, certificates made in RUN_DIR/tls."""
+    security = [] if "--tls-dir" in extra else ["--insecure"]
+    start = [sys.executable, "-m", "hpo_service", "--run-dir", str(run_dir), "--run-id", run_id]
+    return [*start, *security, *extra]
 
 
 def fake_worker_command(run_dir: Path, run_id: str, *extra: str) -> list[str]:

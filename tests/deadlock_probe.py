@@ -494,6 +494,15 @@ def frozen_worker(variant: str, fault: bool, children: Children) -> Outcome:
     outcome.notes.append(f"waits over 1 s between two results: {progress.stalls()}")
     if fault and not frozen:
         outcome.problems.append("no worker was stopped")
+    if fault and variant == "fixed":
+        # Re-dispatched jobs keep the reason in info["retried_after"]; a job given up, in its error log.
+        runs = result.get_all_runs()
+        reasons = [run.error_logs for run in runs if run.error_logs]
+        reasons += [
+            (run.info or {}).get("retried_after") for run in runs if (run.info or {}).get("retried_after")
+        ]
+        if any("died unexpectedly" in str(reason) for reason in reasons):
+            outcome.problems.append(f"the frozen worker's job was recorded as dead: {reasons}")
     return outcome
 
 

@@ -22,6 +22,7 @@ from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import EvaluationResult
+from hpo_service.tls import in_run_dir
 
 
 def fake_loss(config: dict[str, Any], budget: float) -> float:
@@ -57,10 +58,13 @@ def main(argv: list[str] | None = None, worker_class: type[FakeWorker] | None = 
     parser.add_argument("--sleep", type=float, default=0.01)
     parser.add_argument("--name", default="fake", help="recorded as info['worker']")
     parser.add_argument("--tls-dir", type=Path, default=None, help="the run's TLS credentials")
+    parser.add_argument("--insecure", action="store_true", help="no TLS even where RUN_DIR/tls exists")
     args = parser.parse_args(argv)
     configure_logging(prefix="fake-worker ")
-    configure_pyro(args.tls_dir)
     address = read_credentials(args.run_dir, timeout=60)
+    # As the real worker: RUN_DIR/tls, which a master started by hand makes before nameserver.json.
+    run_tls = in_run_dir(args.run_dir)
+    configure_pyro(args.tls_dir or (run_tls if run_tls.is_dir() and not args.insecure else None))
     wait_for_nameserver(address, timeout=30)
     worker = worker_class(
         args.run_id,

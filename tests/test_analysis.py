@@ -614,3 +614,10 @@ def test_python_m_analysis_imports_no_torch_pyro_hpbandster_or_pyplot(
     )
     assert completed.returncode == 2
     assert completed.stderr.startswith("python -m analysis: error:")
+
+
+def test_every_status_analysis_names_is_a_job_status() -> None:
+    from analysis import data
+    from hpo_service.records import JobStatus
+
+    assert {data.CRASHED, data.OK} <= {status.value for status in JobStatus}

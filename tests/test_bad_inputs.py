@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-# ~80 subprocesses, each importing its CLI: a minute or two on 2 cores, more on a busy machine (all of
-# them run in the module fixture, inside the first test's timeout).
+# ~100 subprocesses, each importing its CLI: one to three minutes on 2 busy cores, all in the first test's
+# setup (the module fixture), hence a timeout above the suite's 120 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bad_inputs.py"

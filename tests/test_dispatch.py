@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -71,9 +70,9 @@ def sample_in_lockstep(generator_class: type, space: CS.ConfigurationSpace, coun
     ],
     ids=["default", "lenet5-with-forbidden-clauses"],
 )
-def test_fast_bohb_samples_exactly_what_hpbandster_samples_in_a_fraction_of_the_time(
-    space_factory: Any,
-) -> None:
+def test_fast_bohb_samples_exactly_what_hpbandster_samples(space_factory: Any) -> None:
+    """The same configurations and random draws; how much faster is ``benchmarks/bohb_sampler.py``'s
+    measurement (a wall-clock ratio is no test on a shared machine)."""
     logging.getLogger("hpbandster").setLevel(logging.CRITICAL)  # upstream warns on forbidden picks
     stock = sample_in_lockstep(StockBOHBGenerator, space_factory(), 90)
     fast = sample_in_lockstep(FastBOHBGenerator, space_factory(), 90)
@@ -81,12 +80,6 @@ def test_fast_bohb_samples_exactly_what_hpbandster_samples_in_a_fraction_of_the_
     assert np.array_equal(fast["state"], stock["state"])  # the same random draws, in the same order
     model_picks = [info["model_based_pick"] for _, info in fast["configurations"]]
     assert sum(model_picks) >= 20
-
-    def model_pick_seconds(run: dict[str, Any]) -> float:
-        return statistics.median(seconds for seconds, model_based in run["seconds"] if model_based)
-
-    # ~60 ms against ~2 ms on 2 cores; a wide margin keeps a loaded machine from failing the test.
-    assert model_pick_seconds(stock) > 5 * model_pick_seconds(fast)
 
 
 def test_kde_pdf_is_statsmodels_pdf_for_many_points_at_once() -> None:

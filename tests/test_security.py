@@ -79,7 +79,7 @@ def test_only_holders_of_the_runs_certificates_take_part(process_run: ProcessRun
         for index in range(2)
     ]
     # The stock rogue worker: the fake worker without certificates. It cannot even register.
-    rogue = process_run.start("rogue", fake_worker_command(run_dir, RUN_ID, "--name", "rogue"))
+    rogue = process_run.start("rogue", fake_worker_command(run_dir, RUN_ID, "--name", "rogue", "--insecure"))
     nameserver = read_credentials(run_dir, timeout=60)
     address = str(nameserver)
     insider = ("--mode", "tls", "--tls-dir", str(run_tls.directory), "--nameserver", address)
@@ -122,6 +122,39 @@ def test_only_holders_of_the_runs_certificates_take_part(process_run: ProcessRun
     assert rogue.poll() is None or rogue.returncode != 0  # still trying to reach the nameserver, or gave up
     for worker in workers:  # shut down by the master, not by a stranger
         assert worker.wait(timeout=30) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_master_started_by_hand_makes_certificates(process_run: ProcessRun, tmp_path: Path) -> None:
+    """No --tls-dir, no --insecure, on 127.0.0.1: the master makes RUN_DIR/tls as launch.local does, a
+    worker given only --run-dir finds it, and a client without the run's certificates is refused."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "hpo_service", "--run-dir", str(run_dir), "--run-id", RUN_ID, *SEARCH,
+               "--min-workers", "2"]  # fmt: skip
+    master = process_run.start("master", command)
+    process_run.start("worker0", fake_worker_command(run_dir, RUN_ID, "--name", "w0"))
+    nameserver = read_credentials(run_dir, timeout=60)
+    run_tls = tls.check(run_dir / "tls")
+    insider = ("--mode", "tls", "--tls-dir", str(run_tls.directory), "--nameserver", str(nameserver))
+    prefix = f"hpbandster.run_{RUN_ID}."
+
+    def registered() -> dict[str, str]:
+        return {name: uri for name, uri in client(*insider, "list").items() if name.startswith(prefix)}
+
+    assert wait_for(lambda: len(registered()) == 2, timeout=60), process_run.log("master")
+    dispatcher = next(uri for name, uri in registered().items() if name.endswith(".dispatcher"))
+    forged = stranger_credentials(tmp_path, run_tls)
+    for mode in ("plain", "no-cert", "tls"):
+        arguments = ["--mode", mode, "--tls-dir", str(forged), "--nameserver", str(nameserver), "attack"]
+        outcomes = client(*arguments, "--run-id", RUN_ID, "--dispatcher", dispatcher)
+        assert len(outcomes) == 5
+        for attack, outcome in outcomes.items():
+            assert outcome.startswith("refused: ConnectionClosedError: "), (mode, attack, outcome)
+    assert "hpo_service.pyro_setup: Pyro connections: mutual TLS" in process_run.log("worker0")
+    process_run.start("worker1", fake_worker_command(run_dir, RUN_ID, "--name", "w1"))
+    assert master.wait(timeout=90) == 0, process_run.log("master")
+    assert len(result_lines(run_dir)) == planned_jobs("hyperband", 1, 3, 3, 1)
 
 
 # --- refusing to listen on the network without credentials -----------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.data import DatasetError
+from workers.dataset_error import DatasetError
 
 logger = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from workers.dataset_error import DatasetError
 from workers.settings import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ MNIST_CLASSES = 10
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-class DatasetError(ValueError):
-    """A dataset cannot be loaded: unknown name, missing or malformed files. The message names the file."""
 
 
 @dataclass(frozen=True, eq=False)

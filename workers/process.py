@@ -6,11 +6,13 @@ import logging
 import os
 import time
 from functools import partial
+from pathlib import Path
 
 import Pyro4.errors
 
 from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
+from hpo_service.tls import in_run_dir
 from workers.continuation import ContinuationSource
 from workers.data import load_dataset
 from workers.device import (
@@ -29,10 +31,18 @@ logger = logging.getLogger(__name__)
 SPLIT_SEED = 0
 
 
+def run_tls_dir(settings: WorkerSettings) -> Path | None:
+    """The run's credentials: --tls-dir, else RUN_DIR/tls, looked at once the master wrote nameserver.json
+    (it makes the certificates before), so a worker started with a hand-started master finds them."""
+    if settings.tls_dir is not None or settings.allow_insecure or settings.run_dir is None:
+        return settings.tls_dir
+    directory = in_run_dir(settings.run_dir)
+    return directory if directory.is_dir() else None
+
+
 def run_worker(settings: WorkerSettings) -> int:
     """Serve jobs until the master shuts this worker down; returns the process exit code."""
     started = time.monotonic()
-    configure_pyro(settings.tls_dir)
     device = select_device(settings.device)
     threads = settings.threads or threads_per_worker(settings.workers_on_host)
     configure_threads(threads)
@@ -48,6 +58,7 @@ def run_worker(settings: WorkerSettings) -> int:
     if address is None:
         assert settings.run_dir is not None  # WorkerSettings guarantees one of the two
         address = read_credentials(settings.run_dir, timeout=settings.connect_timeout)
+    configure_pyro(run_tls_dir(settings))
     wait_for_nameserver(address, timeout=settings.connect_timeout)
     worker = TrainingWorker(
         settings.run_id,

@@ -1,10 +1,10 @@
 """Train one configuration for a number of epochs and score it: knows nothing about HPO.
 
-The hot path follows the measured facts for CPUs (docs in ``shared/docs/perf-facts.md``): the data is
-already on the device as tensors, batches are drawn by indexing with a seeded permutation (no DataLoader,
-no per-image Python), conv models run channels-last, augmentation is batched tensor work on the device
-(:mod:`workers.augmentation`), the forward pass runs in the precision of :mod:`workers.precision` (bf16
-autocast on CPUs with native bfloat16 by default), evaluation uses large batches under
+The hot path follows what ``benchmarks/train_throughput.py`` measured on CPUs (benchmarks/README.md): the
+data is already on the device as tensors, batches are drawn by indexing with a seeded permutation (no
+DataLoader, no per-image Python), conv models run channels-last, augmentation is batched tensor work on the
+device (:mod:`workers.augmentation`), the forward pass runs in the precision of :mod:`workers.precision`
+(bf16 autocast on CPUs with native bfloat16 by default), evaluation uses large batches under
 ``torch.inference_mode``. The learning rate follows :mod:`workers.schedules`, set before every step from a
 global step counter; with the state of :mod:`workers.checkpoints` a run continues exactly where an earlier
 one stopped.

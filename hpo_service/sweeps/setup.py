@@ -11,17 +11,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ConfigSpace as CS
 
 from hpo_service.errors import SettingsError
 from hpo_service.space import dataset_input_shape, load_space
-from hpo_service.sweeps.options import STUDY_OPTIMIZERS
+from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
 from hpo_service.sweeps.plan import SweepPlan, build_plan
-
-if TYPE_CHECKING:
-    from hpo_service.settings import MasterSettings
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +30,25 @@ def is_study(optimizer: str) -> bool:
     return optimizer in STUDY_OPTIMIZERS
 
 
-def check_study(settings: MasterSettings) -> None:
+class StudySettings(Protocol):
+    """What a study needs of the master's settings (``MasterSettings`` has it; a Protocol, not an import,
+    so that settings may import this module without a cycle)."""
+
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def space(self) -> str: ...
+    @property
+    def dataset(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def max_budget(self) -> float: ...
+    @property
+    def sweep(self) -> SweepOptions: ...
+
+
+def check_study(settings: StudySettings) -> None:
     """Refuse study options without a study, and a study (or a narrowing) that cannot be built."""
     options = settings.sweep
     if not is_study(settings.optimizer) and options.study_options_given:
@@ -48,7 +63,7 @@ def check_study(settings: MasterSettings) -> None:
 
 
 def apply_space_from_sweep(
-    settings: MasterSettings, space: CS.ConfigurationSpace, run_dir: Path | None = None
+    settings: StudySettings, space: CS.ConfigurationSpace, run_dir: Path | None = None
 ) -> CS.ConfigurationSpace:
     """``space`` narrowed by ``--space-from-sweep`` (unchanged without it); with ``run_dir``, the evidence
     and the changes are logged and written to ``run_dir/space-from-sweep.json``."""
@@ -67,7 +82,7 @@ def apply_space_from_sweep(
 
 
 def prepare_sweep(
-    settings: MasterSettings, space: CS.ConfigurationSpace, run_dir: Path | None = None
+    settings: StudySettings, space: CS.ConfigurationSpace, run_dir: Path | None = None
 ) -> SweepPlan | None:
     """The study's plan (None unless the optimizer is a sweep or grid); with ``run_dir``, written to
     ``run_dir/sweep.json``."""

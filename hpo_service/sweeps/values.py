@@ -15,19 +15,9 @@ import ConfigSpace as CS
 import numpy as np
 
 from hpo_service.errors import SettingsError
+from hpo_service.vocabulary import ALIASES
 from hpo_service.wire import to_builtins
 
-# Short names people use (as in the analysis CLI); used only when the space has no hyperparameter so named.
-ALIASES = {
-    "lr": "learning_rate",
-    "bs": "batch_size",
-    "batch": "batch_size",
-    "opt": "optimizer",
-    "kernel": "kernel_size",
-    "filter_size": "kernel_size",
-    "layers": "conv_layers",
-    "units": "fc_units",
-}
 SPACINGS = ("log", "lin")
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
