@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8050
 # How often the page polls for new data, in milliseconds (the benchmark measures the idle cost).
-POLL_MILLISECONDS = 1000
+POLL_MILLISECONDS = 500
 
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),

@@ -4,7 +4,7 @@
 "use strict";
 
 const state = {
-  pollMilliseconds: 1000,
+  pollMilliseconds: 500,
   rule: "max-budget",
   runId: null,
   versions: {},        // run id -> version last drawn
