@@ -38,6 +38,10 @@ def run_serve(options: argparse.Namespace) -> int:
     roots = [check_root(path) for path in options.run_dirs]
     registry = RunRegistry(roots)
     registry.discover()
+    # Before the address is printed: whoever reads it may signal us at once.
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
     server = bind(settings, Feed(registry))
     if not is_loopback(settings.host):
         print(
@@ -45,7 +49,7 @@ def run_serve(options: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"dashboard: {server.url}", flush=True)
-    serve_until_signal(server)
+    serve_until(stop, server)
     return 0
 
 
@@ -57,11 +61,8 @@ def bind(settings: ServeSettings, feed: Feed) -> DashboardServer:
         raise OSError(f"cannot listen on {settings.host} port {settings.port}: {reason}") from None
 
 
-def serve_until_signal(server: DashboardServer) -> None:
-    """Serve on a thread until SIGINT or SIGTERM, then close the socket."""
-    stop = threading.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, lambda *_: stop.set())
+def serve_until(stop: threading.Event, server: DashboardServer) -> None:
+    """Serve on a thread until ``stop`` is set (by SIGINT or SIGTERM), then close the socket."""
     thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
     thread.start()
     while not stop.wait(1.0):
