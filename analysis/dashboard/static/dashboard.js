@@ -29,6 +29,22 @@ const CHART_MILLISECONDS = 2000;
 const CHART_MAX_MILLISECONDS = 10000;
 const IMPORTANCE_MILLISECONDS = 20000;
 const PLOT_CONFIG = { displaylogo: false, responsive: true };
+// Plotly (4.8 MB, most of a second of the page's time to parse) loads after the first poll has drawn the
+// runs and the jobs table: they do not wait for it, the charts do.
+let plotlyLoading = null;
+
+function loadPlotly() {
+  plotlyLoading ??= new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = "/static/plotly.min.js";
+    script.onload = resolve;
+    script.onerror = () => reject(new Error("cannot load /static/plotly.min.js"));
+    document.head.appendChild(script);
+  });
+  return plotlyLoading;
+}
+
+const nextTask = () => new Promise((resolve) => setTimeout(resolve));
 
 function escapeHtml(text) {
   return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
@@ -359,6 +375,7 @@ async function selectConfig(configId) {
   state.tableDirty = true;
   drawTable();
   const data = await getJson("/api/curves", { run: state.runId, config: configId });
+  await loadPlotly();
   const traces = data.jobs.filter((job) => job.errors.length).map((job) => ({
     x: job.errors.map((_, index) => index + 1), y: job.errors, mode: "lines+markers", name: `budget ${job.budget}` }));
   const finished = data.jobs.filter((job) => job.loss !== null);
@@ -405,13 +422,15 @@ async function pollJobsAndCharts(run) {
   state.cursor = jobs.cursor;
   state.origin = jobs.origin;
   drawTable();
-  if (Date.now() - state.chartsDrawnAt < state.chartMilliseconds) return;
+  if (!window.Plotly || Date.now() - state.chartsDrawnAt < state.chartMilliseconds) return;
   const charts = await getJson("/api/charts", { run: run.id, rule: state.rule });
   const drawing = Date.now();
-  drawIncumbent(charts.incumbent);
-  drawGantt(charts.gantt);
-  drawBudgets(charts.budgets);
-  drawParallel(charts.parallel);
+  for (const draw of [() => drawIncumbent(charts.incumbent), () => drawGantt(charts.gantt),
+    () => drawBudgets(charts.budgets), () => drawParallel(charts.parallel)]) {
+    if (state.runId !== run.id) return;
+    draw();
+    await nextTask();  // the page paints and answers clicks between charts (a large run's take seconds)
+  }
   state.chartsDrawnAt = Date.now();
   state.versions[run.id] = Math.min(jobs.version, charts.version);
   // Large runs take a while to draw: redraw their charts less often (drawing about a tenth of the
@@ -422,7 +441,7 @@ async function pollJobsAndCharts(run) {
 
 function pollCompare(runs) {
   const key = runs.map((run) => `${run.id}:${run.version}`).join(",") + state.rule;
-  if (key === state.compareKey || pending.has("compare")) return;
+  if (!window.Plotly || key === state.compareKey || pending.has("compare")) return;
   state.compareKey = key;
   inBackground("compare", "/api/compare", { rule: state.rule }, drawCompare);
 }
@@ -448,6 +467,7 @@ async function poll() {
 
 async function loop() {
   await poll();
+  loadPlotly().catch((error) => setStatus(error.message));
   setTimeout(loop, state.pollMilliseconds);
 }
 
