@@ -6,11 +6,13 @@ provides one on the development machines).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -53,6 +55,22 @@ class Compose:
             check=False,
         )
 
+    def health_checks(self, service: str) -> list[dict[str, Any]]:
+        """The healthcheck runs Docker kept (its last five per container) for every container of SERVICE."""
+        containers = self("ps", "--all", "--quiet", service, timeout=30).stdout.split()
+        checks: list[dict[str, Any]] = []
+        for container in containers:
+            state = subprocess.run(
+                ["docker", "inspect", "--format", "{{json .State.Health}}", container],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            health = json.loads(state.stdout or "null") or {}
+            checks += health.get("Log") or []
+        return checks
+
     def leftovers(self) -> list[str]:
         label = f"label=com.docker.compose.project={self.project}"
         found = []
@@ -84,6 +102,7 @@ def compose() -> Iterator[Compose]:
         "HPO_DEVICE": "cpu",
         "HPO_NAMESERVER_PORT": str(free_port()),
         "HPO_DATA_DIR_HOST": str(REPO / "tests"),  # any existing dir: digits needs no data
+        "HPO_HEALTH_INTERVAL": "1s",  # the run lasts seconds: check often enough to see each role healthy
     }
     project = f"hposmoke{os.getpid()}"
     runner = Compose(project, environment)
@@ -101,6 +120,13 @@ def test_compose_runs_a_search_and_leaves_nothing_behind(compose: Compose) -> No
     up = compose("up", timeout=600)
     assert up.returncode == 0, (up.stdout + up.stderr)[-5000:]
     assert "master-1 exited with code 0" in up.stdout + up.stderr
+    # Each healthcheck answers well inside its timeout (it once took longer than 5 s to import, and every
+    # service showed "unhealthy" for the whole run): each role passed a check while it ran.
+    for service in ("nameserver", "master", "worker"):
+        checks = compose.health_checks(service)
+        assert any(check["ExitCode"] == 0 for check in checks), (service, checks)
+        # A check past its 5 s timeout is logged with exit code -1 and "Health check exceeded timeout".
+        assert not any("exceeded timeout" in check["Output"] for check in checks), (service, checks)
 
     listing = compose("run", "--rm", "--entrypoint", "ls", "analysis", "/runs/smoke")
     assert listing.returncode == 0, listing.stderr
