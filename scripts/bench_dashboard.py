@@ -185,7 +185,9 @@ def browser_numbers(port: int, pid: int, run_dir: Path, idle_seconds: float, res
         started = time.time()
         page.goto(f"http://127.0.0.1:{port}/")
         table = seen_at(page, f"({results + 5} jobs)") - started
-        charts = [seen_at(page, f"chart:{name}") - started for name in ("incumbent-time", "gantt", "parallel")]
+        charts = [
+            seen_at(page, f"chart:{name}") - started for name in ("incumbent-time", "gantt", "parallel")
+        ]
         print(
             f"browser: first load to the full jobs table on screen {table:.2f} s; incumbent, Gantt, "
             f"parallel coordinates drawn at {charts[0]:.2f}, {charts[1]:.2f}, {charts[2]:.2f} s"
