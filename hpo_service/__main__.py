@@ -11,21 +11,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hpo_service.bohb_options import add_bohb_arguments, bohb_options_from_args
 from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
-from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.resume import explicit_options
+from hpo_service.run_spec import add_run_arguments, spec_from_args
 from hpo_service.settings import (
     MasterSettings,
     add_failure_arguments,
     check_fresh_run_dir,
     default_run_id,
 )
-from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.signals import interrupt_on_stop_signals
-from hpo_service.sweeps.options import STUDY_OPTIMIZERS, add_sweep_arguments, sweep_options_from_args
+from hpo_service.sweeps.options import STUDY_OPTIMIZERS
 from hpo_service.tls import add_tls_arguments, in_run_dir
 from hpo_service.tls import ensure as ensure_tls
 
@@ -39,40 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         "through the Pyro4 nameserver; results are written to --run-dir as they arrive.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZER_NAMES), default="bohb")
-    parser.add_argument(
-        "--min-budget", type=float, default=MasterSettings.min_budget, help="smallest budget, in epochs"
-    )
-    parser.add_argument(
-        "--max-budget", type=float, default=MasterSettings.max_budget, help="largest budget, in epochs"
-    )
-    parser.add_argument(
-        "--eta", type=float, default=MasterSettings.eta, help="successive-halving ratio (> 1)"
-    )
-    parser.add_argument(
-        "--n-iterations",
-        type=int,
-        default=MasterSettings.n_iterations,
-        help="successive-halving iterations (brackets)",
-    )
     parser.add_argument(
         "--run-id", default=None, help="name of the run; workers must use the same (default: OPTIMIZER-TIME)"
     )
     parser.add_argument("--run-dir", type=Path, default=None, help="where results go (default: runs/RUN_ID)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the configuration sampler")
     parser.add_argument("--min-workers", type=int, default=1, help="workers to wait for before the first job")
-    parser.add_argument(
-        "--space",
-        default="default",
-        help=f"search space: a preset ({', '.join(SPACE_NAMES)}), a YAML space file (docs/search-spaces.md) "
-        "or a ConfigSpace JSON file such as a run's configspace.json",
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=list(DATASET_SHAPES),
-        default="digits",
-        help="dataset the workers train on: its input shape decides which architectures the space excludes",
-    )
     parser.add_argument(
         "--nameserver",
         type=NameserverAddress.argument,
@@ -96,18 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_failure_arguments(parser)
     parser.add_argument("--keep-workers", action="store_true", help="do not shut workers down at the end")
     parser.add_argument(
-        "--no-continuation",
-        dest="continuation",
-        action="store_false",
-        help="workers train every job from scratch (independent budgets) instead of resuming promoted "
-        "configurations from their checkpoint on the next smaller budget",
-    )
-    parser.add_argument(
         "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging, including HpBandSter's")
-    add_sweep_arguments(parser)
-    add_bohb_arguments(parser)
+    add_run_arguments(parser)
     parser.add_argument(
         "--resume",
         type=Path,
@@ -165,17 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> MasterSettings:
     return MasterSettings(
         run_dir=args.run_dir or Path("runs") / run_id,
         run_id=run_id,
-        optimizer=args.optimizer,
-        min_budget=args.min_budget,
-        max_budget=args.max_budget,
-        eta=args.eta,
-        n_iterations=args.n_iterations,
-        seed=args.seed,
-        space=args.space,
-        dataset=args.dataset,
-        sweep=sweep_options_from_args(args),
-        continuation=args.continuation,
-        bohb=bohb_options_from_args(args),
+        **spec_from_args(args).values(),
         **process_options(args),
     )
 

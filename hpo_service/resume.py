@@ -42,21 +42,17 @@ from typing import Any
 
 from hpo_service.bohb_options import OPTION_NAMES, BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
+from hpo_service.run_spec import NO_CONTINUATION
+from hpo_service.run_spec import OPTIONS as RUN_OPTIONS
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
 
 logger = logging.getLogger(__name__)
 
-# Options a run fixes: MasterSettings field -> command-line option.
+# Options a run fixes: MasterSettings field -> command-line option (the space is compared as a space).
 FIXED_BY_RUN = {
-    "optimizer": "--optimizer",
-    "min_budget": "--min-budget",
-    "max_budget": "--max-budget",
-    "eta": "--eta",
-    "n_iterations": "--n-iterations",
-    "seed": "--seed",
-    "dataset": "--dataset",
+    **{option.field: option.flag for option in RUN_OPTIONS if option.field != "space"},
     "run_id": "--run-id",
-    "continuation": "--no-continuation",
+    "continuation": NO_CONTINUATION,
 }
 STUDY_OPTIONS = ("base", "vary", "repeats", "max_jobs", "force", "space_from_sweep")
 

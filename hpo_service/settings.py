@@ -13,6 +13,7 @@ from hpo_service.bohb_options import BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.names import OPTIMIZER_NAMES
 from hpo_service.nameserver import NameserverAddress
+from hpo_service.run_spec import RunSpec
 from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
 from hpo_service.tls import check as check_tls
@@ -25,14 +26,20 @@ class MasterSettings:
 
     run_dir: Path
     run_id: str
-    optimizer: str = "bohb"
-    min_budget: float = 1.0
-    max_budget: float = 27.0
-    eta: float = 3.0
-    n_iterations: int = 8
-    seed: int = 0
+    # The run (hpo_service.run_spec, where each is defined with its option and help).
+    optimizer: str = RunSpec.optimizer
+    min_budget: float = RunSpec.min_budget
+    max_budget: float = RunSpec.max_budget
+    eta: float = RunSpec.eta
+    n_iterations: int = RunSpec.n_iterations
+    seed: int = RunSpec.seed
+    space: str = RunSpec.space
+    dataset: str = RunSpec.dataset
+    continuation: bool = RunSpec.continuation
+    sweep: SweepOptions = RunSpec.sweep
+    bohb: BohbOptions = RunSpec.bohb
+    # This master process.
     min_workers: int = 1
-    space: str = "default"
     # Join this nameserver; when None the master starts one on host:nameserver_port.
     nameserver: NameserverAddress | None = None
     host: str = "127.0.0.1"
@@ -48,18 +55,10 @@ class MasterSettings:
     # Seconds a job may run before it is stopped and recorded as timed out; None: no limit.
     job_timeout: float | None = None
     shutdown_workers: bool = True
-    # The workers' dataset: its input shape decides which architectures the space forbids.
-    dataset: str = "digits"
-    # Workers resume promoted configurations from checkpoints (recorded in run.json, which workers read).
-    continuation: bool = True
     # Leave RUN_DIR/checkpoints in place at the end of the run.
     keep_checkpoints: bool = False
-    # Sweeps and grids (--base, --vary, --repeats, ...) and --space-from-sweep.
-    sweep: SweepOptions = SweepOptions()
     # Continue the run in run_dir (--resume): its settings come from run.json (hpo_service.resume).
     resume: bool = False
-    # BOHB's model settings and --warm-start (hpo_service.bohb_options; refused for other optimizers).
-    bohb: BohbOptions = BohbOptions()
 
     def __post_init__(self) -> None:
         if self.optimizer in STUDY_OPTIMIZERS:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
+from hpo_service.run_spec import ENVIRONMENT as RUN_ENVIRONMENT
 from launch.local import visible_gpus
 
 logger = logging.getLogger("launch.container")
@@ -36,31 +37,14 @@ DEFAULT_NAMESERVER_PORT = 9090
 DEFAULT_TLS_ROOT = "/tls"
 DOCKER_DNS = "127.0.0.11"
 
-# Environment variable -> option of `python -m hpo_service`.
+# Environment variable -> option of `python -m hpo_service`: the run's options under their own names
+# (hpo_service.run_spec: HPO_MAX_BUDGET is --max-budget), then this master process's.
 MASTER_OPTIONS = {
-    "HPO_OPTIMIZER": "--optimizer",
-    "HPO_MIN_BUDGET": "--min-budget",
-    "HPO_MAX_BUDGET": "--max-budget",
-    "HPO_ETA": "--eta",
-    "HPO_N_ITERATIONS": "--n-iterations",
-    "HPO_SEED": "--seed",
-    "HPO_SPACE": "--space",
-    "HPO_DATASET": "--dataset",
+    **RUN_ENVIRONMENT,
     "HPO_N_WORKERS": "--min-workers",
     "HPO_PING_INTERVAL": "--ping-interval",
     "HPO_MAX_ATTEMPTS": "--max-attempts",
     "HPO_JOB_TIMEOUT": "--job-timeout",
-    "HPO_BASE": "--base",
-    "HPO_VARY": "--vary",
-    "HPO_REPEATS": "--repeats",
-    "HPO_MAX_JOBS": "--max-jobs",
-    "HPO_SPACE_FROM_SWEEP": "--space-from-sweep",
-    "HPO_MIN_POINTS_IN_MODEL": "--min-points-in-model",
-    "HPO_TOP_N_PERCENT": "--top-n-percent",
-    "HPO_NUM_SAMPLES": "--num-samples",
-    "HPO_RANDOM_FRACTION": "--random-fraction",
-    "HPO_BANDWIDTH_FACTOR": "--bandwidth-factor",
-    "HPO_MIN_BANDWIDTH": "--min-bandwidth",
 }
 # Environment variable -> option of `python -m workers`.
 WORKER_OPTIONS = {

@@ -23,12 +23,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpo_service.bohb_options import BohbOptions, add_bohb_arguments, bohb_options_from_args
+from hpo_service.bohb_options import BohbOptions
 from hpo_service.console import LOG_DIRECTORY, short_log_lines
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
-from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
 from hpo_service.nameserver import remove_credentials
+from hpo_service.run_spec import RunSpec, add_run_arguments, spec_from_args
 from hpo_service.settings import (
     MasterSettings,
     add_failure_arguments,
@@ -39,18 +39,15 @@ from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.sweeps.options import (
     STUDY_OPTIMIZERS,
     SweepOptions,
-    add_sweep_arguments,
-    sweep_options_from_args,
 )
 from hpo_service.tls import ensure as ensure_tls
 from hpo_service.tls import in_run_dir, is_loopback
 from launch.console import LaunchTerminal, log_path
 from launch.dashboard import Dashboard, serve_command
-from workers.settings import DATASETS, PRECISIONS
+from workers.settings import PRECISIONS
 
 logger = logging.getLogger("launch.local")
 
-OPTIMIZERS = OPTIMIZER_NAMES
 # glibc otherwise returns torch's activation buffers to the OS every step (25-35 % slower on CPU).
 WORKER_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "536870912"}
 MASTER_STOP_GRACE = 15.0
@@ -130,12 +127,9 @@ class LaunchSettings:
         ``__post_init__`` unless TLS is on."""
         return MasterSettings(
             allow_insecure=True,
-            run_dir=self.run_dir, run_id=self.run_id, optimizer=self.optimizer, min_budget=self.min_budget,
-            max_budget=self.max_budget, eta=self.eta, n_iterations=self.n_iterations, seed=self.seed,
-            min_workers=self.n_workers, space=self.space, host=self.host, dataset=self.dataset,
-            sweep=self.sweep, continuation=self.continuation, keep_checkpoints=self.keep_checkpoints,
+            run_dir=self.run_dir, run_id=self.run_id, **RunSpec.of(self).values(),
+            min_workers=self.n_workers, host=self.host, keep_checkpoints=self.keep_checkpoints,
             resume=self.resume, max_attempts=self.max_attempts, job_timeout=self.job_timeout,
-            bohb=self.bohb,
         )  # fmt: skip
 
     def master_command(self) -> list[str]:
@@ -145,15 +139,9 @@ class LaunchSettings:
         else:
             command = [
                 sys.executable, "-m", "hpo_service",
-                "--run-dir", str(self.run_dir), "--run-id", self.run_id,
-                "--optimizer", self.optimizer,
-                "--min-budget", repr(self.min_budget), "--max-budget", repr(self.max_budget),
-                "--eta", repr(self.eta), "--n-iterations", str(self.n_iterations),
-                "--seed", str(self.seed), "--min-workers", str(self.n_workers),
-                "--space", self.space, "--dataset", self.dataset, "--host", self.host,
-                *self.sweep.to_arguments(), *self.bohb.to_arguments(),
+                "--run-dir", str(self.run_dir), "--run-id", self.run_id, *RunSpec.of(self).to_arguments(),
+                "--min-workers", str(self.n_workers), "--host", self.host,
             ]  # fmt: skip
-            command += [] if self.continuation else ["--no-continuation"]
         # Options of this master process, not of the search: the same for a new and a resumed run.
         command += ["--keep-checkpoints"] if self.keep_checkpoints else []
         command += ["--max-attempts", str(self.max_attempts)]
@@ -444,29 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--n-workers", type=int, default=4, help="worker processes (each gets cores/N threads or one GPU)"
     )
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="bohb")
-    parser.add_argument(
-        "--min-budget", type=float, default=MasterSettings.min_budget, help="smallest budget in epochs"
-    )
-    parser.add_argument(
-        "--max-budget", type=float, default=MasterSettings.max_budget, help="largest budget in epochs"
-    )
-    parser.add_argument("--eta", type=float, default=MasterSettings.eta)
-    parser.add_argument("--n-iterations", type=int, default=MasterSettings.n_iterations)
     parser.add_argument("--run-id", default=None, help="default: OPTIMIZER-DATE-TIME")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/RUN_ID")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dataset", choices=DATASETS, default="digits")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="e.g. ../shared/data for MNIST/raw/*-ubyte.gz"
     )
     parser.add_argument(
         "--download", action="store_true", help="let workers download the dataset (needs internet)"
-    )
-    parser.add_argument(
-        "--space",
-        default="default",
-        help=f"search space: a preset ({', '.join(SPACE_NAMES)}), a YAML file or a ConfigSpace JSON file",
     )
     parser.add_argument(
         "--device", default="auto", help="auto (one GPU per worker if any, else CPU), cpu, cuda"
@@ -480,12 +452,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRECISIONS,
         default="auto",
         help="workers' forward-pass precision: auto = bf16 where the GPU or CPU has it natively",
-    )
-    parser.add_argument(
-        "--no-continuation",
-        dest="continuation",
-        action="store_false",
-        help="train every job from scratch instead of resuming promoted configurations from checkpoints",
     )
     parser.add_argument(
         "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
@@ -512,8 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the live web dashboard (python -m analysis serve) beside the search, on a free port of "
         "127.0.0.1, and print its URL",
     )
-    add_sweep_arguments(parser)
-    add_bohb_arguments(parser)
+    add_run_arguments(parser)
     parser.add_argument(
         "--resume",
         type=Path,
@@ -553,28 +518,18 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
         n_workers=args.n_workers,
         run_dir=run_dir,
         run_id=run_id,
-        optimizer=args.optimizer,
-        min_budget=args.min_budget,
-        max_budget=args.max_budget,
-        eta=args.eta,
-        n_iterations=args.n_iterations,
-        seed=args.seed,
-        dataset=args.dataset,
+        **spec_from_args(args).values(),
         data_dir=args.data_dir,
         download=args.download,
-        space=args.space,
         device=args.device,
         host=args.host,
         train_limit=args.train_limit,
         verbose=args.verbose,
-        sweep=sweep_options_from_args(args),
         precision=args.precision,
-        continuation=args.continuation,
         keep_checkpoints=args.keep_checkpoints,
         tls=args.tls,
         max_attempts=args.max_attempts,
         job_timeout=args.job_timeout,
-        bohb=bohb_options_from_args(args),
         dashboard_command=serve_command(run_dir) if args.dashboard else None,
     )
 

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpo_service.bohb_options import add_bohb_arguments, bohb_options_from_args
 from hpo_service.errors import SettingsError
-from hpo_service.names import OPTIMIZER_NAMES as OPTIMIZERS
+from hpo_service.run_spec import RunSpec, add_run_arguments, spec_from_args
 from hpo_service.settings import MasterSettings, default_run_id
 from hpo_service.tls import in_run_dir
 
@@ -51,12 +50,8 @@ class SlurmSettings:
 def master_arguments(master: MasterSettings) -> list[str]:
     return [
         "-m", "hpo_service", "--run-id", master.run_id, "--run-dir", str(master.run_dir),
-        "--optimizer", master.optimizer, "--min-budget", f"{master.min_budget:g}",
-        "--max-budget", f"{master.max_budget:g}", "--eta", f"{master.eta:g}",
-        "--n-iterations", str(master.n_iterations), "--seed", str(master.seed),
-        "--min-workers", str(master.min_workers), "--space", master.space,
-        *(["--dataset", master.dataset] if master.dataset else []),
-        "--tls-dir", str(tls_dir(master)), *master.bohb.to_arguments(),
+        *RunSpec.of(master).to_arguments(),
+        "--min-workers", str(master.min_workers), "--tls-dir", str(tls_dir(master)),
     ]  # fmt: skip
 
 
@@ -137,14 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-workers", type=int, default=4, help="worker tasks (plus one for the master)")
     parser.add_argument("--run-dir", type=Path, required=True, help="run dir on the shared filesystem")
     parser.add_argument("--run-id", default=None, help="default: OPTIMIZER-DATE-TIME")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="bohb")
-    parser.add_argument("--min-budget", type=float, default=MasterSettings.min_budget)
-    parser.add_argument("--max-budget", type=float, default=MasterSettings.max_budget)
-    parser.add_argument("--eta", type=float, default=MasterSettings.eta)
-    parser.add_argument("--n-iterations", type=int, default=MasterSettings.n_iterations)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--space", default="default")
-    parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-dir", type=Path, default=None, help="dataset dir on the shared filesystem")
     parser.add_argument("--cpus-per-task", type=int, default=4, help="also the torch threads of a worker")
     parser.add_argument("--gpus-per-task", type=int, default=0, help="1 for one GPU per worker")
@@ -156,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host-command", default="hostname -f", help="prints the address a task is reached at, on its node"
     )
-    add_bohb_arguments(parser)  # --warm-start: run dirs on the shared filesystem
+    add_run_arguments(parser)  # paths (--warm-start, --space-from-sweep): on the shared filesystem
     return parser
 
 
@@ -165,10 +152,7 @@ def settings_from_args(args: argparse.Namespace) -> SlurmSettings:
     if args.n_workers < 1:  # checked before MasterSettings, which would name its own --min-workers
         raise SettingsError(f"--n-workers must be at least 1, got {args.n_workers}")
     master = MasterSettings(
-        run_dir=args.run_dir, run_id=run_id, optimizer=args.optimizer, min_budget=args.min_budget,
-        max_budget=args.max_budget, eta=args.eta, n_iterations=args.n_iterations, seed=args.seed,
-        min_workers=args.n_workers, space=args.space, dataset=args.dataset,
-        bohb=bohb_options_from_args(args),
+        run_dir=args.run_dir, run_id=run_id, **spec_from_args(args).values(), min_workers=args.n_workers,
     )  # fmt: skip
     return SlurmSettings(
         master=master, n_workers=args.n_workers, dataset=args.dataset, data_dir=args.data_dir,
