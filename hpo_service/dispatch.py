@@ -11,7 +11,7 @@ workers on trivial jobs, see ``benchmarks/README.md``):
 4. the job-runner thread, woken in step 2 but waiting for the interpreter lock held by step 3, opens a new
    connection to the worker (``register_result`` closed the last one) and sends the job.
 
-Ours (:class:`ServiceDispatcher`, installed by :class:`hpo_service.hpbandster_fixes.FixedMaster`):
+Ours (:class:`ServiceDispatcher`, built by :class:`hpo_service.hpbandster_fixes.FixedMaster`):
 
 - the master keeps ``PREFETCH_JOBS`` jobs sampled and waiting in the dispatcher (HpBandSter's own
   ``job_queue_sizes``), and ``register_result`` sends a waiting job to the worker that just reported, in
@@ -92,21 +92,6 @@ class ServiceDispatcher(Dispatcher):
         # Job id -> the worker still running it after it timed out (the job is already recorded).
         self._cancelled: dict[Any, str] = {}
         self.retries = 0
-
-    @classmethod
-    def like(cls, stock: Dispatcher, **options: Any) -> ServiceDispatcher:
-        """Ours, built from the arguments a (not yet started) upstream dispatcher was given."""
-        return cls(
-            stock.new_result_callback,
-            run_id=stock.run_id,
-            ping_interval=stock.ping_interval,
-            nameserver=stock.nameserver,
-            nameserver_port=stock.nameserver_port,
-            host=stock.host,
-            logger=stock.logger,
-            queue_callback=stock.queue_callback,
-            **options,
-        )
 
     @Pyro4.expose
     @Pyro4.callback

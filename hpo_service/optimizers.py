@@ -14,7 +14,7 @@ from hpo_service.hpbandster_fixes import FixedMaster
 from hpo_service.sweeps.master import SWEEP_OPTIMIZERS
 
 
-class FixedBOHB(FixedMaster, BOHB):
+class FixedBOHB(BOHB, FixedMaster):
     """BOHB (Falkner et al. 2018): Hyperband brackets, configurations from a KDE model."""
 
     def adopt_config_generator(self, generator: Any) -> Any:
@@ -22,11 +22,11 @@ class FixedBOHB(FixedMaster, BOHB):
         return FastBOHBGenerator.like(generator)
 
 
-class FixedHyperBand(FixedMaster, HyperBand):
+class FixedHyperBand(HyperBand, FixedMaster):
     """Hyperband (Li et al. 2016): successive halving brackets over random configurations."""
 
 
-class FixedRandomSearch(FixedMaster, RandomSearch):
+class FixedRandomSearch(RandomSearch, FixedMaster):
     """Random configurations, each trained on the maximum budget."""
 
 

@@ -72,7 +72,7 @@ class StockBroken(HyperBand):
         raise RuntimeError("boom")
 
 
-class FixedBroken(FixedMaster, StockBroken):
+class FixedBroken(StockBroken, FixedMaster):
     pass
 
 
