@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 import workers.data
+from tests.conftest import REPO
 from workers.data import (
     DATASETS,
     MNIST_FILES,
@@ -20,6 +23,7 @@ from workers.data import (
     random_split_indices,
     stratified_split_indices,
 )
+from workers.digits import load_digits_arrays, stratified_holdout
 
 CPU = torch.device("cpu")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -307,3 +311,41 @@ def test_real_mnist_when_present() -> None:
         assert len(labels.unique()) == 10
     assert abs(data.train_x.mean().item()) < 1e-4
     assert data.train_x.std().item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_digits_are_read_as_scikit_learn_loads_them_without_importing_it() -> None:
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images.astype(np.float32))
+    assert np.array_equal(labels, reference.target)
+    probe = "import sys, workers.data as data; data.load_dataset('digits', None, 'cpu'); "
+    probe += "print(sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert "sklearn" not in loaded.stdout
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.25, 1 / 6, 0.5, 0.013])
+def test_stratified_split_takes_the_images_scikit_learn_takes(fraction: float) -> None:
+    """Runs made with scikit-learn's split keep their validation and test images (and so resume the same)."""
+    from sklearn.model_selection import train_test_split
+
+    _, digits_labels = load_digits_arrays()
+    skewed = np.repeat(np.arange(7), [3, 5, 8, 13, 40, 41, 90])  # remainders that tie and that differ
+    for labels in (digits_labels, skewed):
+        indices = np.random.RandomState(99).permutation(len(labels))  # as the pool of the second split
+        for seed in range(12):
+            try:
+                expected = train_test_split(
+                    indices, test_size=fraction, stratify=labels[indices], random_state=seed
+                )
+            except ValueError:  # a class too small for this fraction: ours refuses too
+                with pytest.raises(DatasetError):
+                    stratified_holdout(labels, indices, fraction, seed)
+                continue
+            kept, held = stratified_holdout(labels, indices, fraction, seed)
+            assert np.array_equal(np.sort(kept), np.sort(expected[0])), (fraction, seed)
+            assert np.array_equal(np.sort(held), np.sort(expected[1])), (fraction, seed)

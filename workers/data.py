@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from workers.dataset_error import DatasetError
+from workers.digits import load_digits_arrays, stratified_holdout
 from workers.settings import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -133,12 +134,8 @@ def load_dataset(
 
 
 def _digits_splits(validation_fraction: float, seed: int) -> _RawSplits:
-    # Imported here: scikit-learn's import is slow and only this dataset needs it.
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = digits.images.astype(np.float32)[:, np.newaxis, :, :]
-    labels = digits.target.astype(np.int64)
+    images, labels = load_digits_arrays()
+    images = images[:, np.newaxis, :, :]
     train, validation, test = stratified_split_indices(
         labels, DIGITS_TEST_FRACTION, validation_fraction, seed
     )
@@ -153,14 +150,8 @@ def stratified_split_indices(
     """Sorted (train, validation, test) indices: ``test_fraction`` of all for test, ``validation_fraction``
     of the rest for validation, each class in its overall proportion (small splits still hold every class).
     """
-    # Imported here, like load_digits: scikit-learn's import is slow.
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(labels))
-    pool, test = train_test_split(indices, test_size=test_fraction, stratify=labels, random_state=seed)
-    train, validation = train_test_split(
-        pool, test_size=validation_fraction, stratify=labels[pool], random_state=seed
-    )
+    pool, test = stratified_holdout(labels, np.arange(len(labels)), test_fraction, seed)
+    train, validation = stratified_holdout(labels, pool, validation_fraction, seed)
     # Sorted, so that "the first N training images" (train_limit) is a stable, class-mixed prefix.
     return np.sort(train), np.sort(validation), np.sort(test)
 
