@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from hpbandster.optimizers.config_generators.bohb import BOHB as StockBOHBGenerator  # noqa: E402
 
-from hpo_service.bohb_generator import FastBOHBGenerator  # noqa: E402
+from hpo_service.hpbandster.bohb_generator import FastBOHBGenerator  # noqa: E402
 from hpo_service.space import build_space, dataset_input_shape, default_space  # noqa: E402
 from tests.test_dispatch import sample_in_lockstep  # noqa: E402
 

@@ -7,7 +7,7 @@ Master and workers thus use a core each on a 2-core machine, and a worker's "job
 Two variants of the master side:
 
 - ``ours``: the service's own path, :func:`hpo_service.master.run_master` (our fixed classes, JSON result
-  log with fsync, progress log), and :class:`hpo_service.hpbandster_fixes.ServiceWorker` workers;
+  log with fsync, progress log), and :class:`hpo_service.hpbandster.worker.ServiceWorker` workers;
 - ``stock``: HpBandSter 0.7.4's own ``BOHB`` / ``RandomSearch`` / ``HyperBand`` and ``Worker`` classes
   with only the fix without which they hang under numpy 2 (configurations and budgets sent as builtins);
   no result logger (HpBandSter's cannot write numpy integers).
@@ -266,7 +266,7 @@ def loss_of(config: dict[str, Any], budget: float) -> float:
 def make_workers(spec: SearchSpec, run_id: str, host: str, port: int) -> list[Any]:
     from hpbandster.core.worker import Worker
 
-    from hpo_service.hpbandster_fixes import ServiceWorker
+    from hpo_service.hpbandster.worker import ServiceWorker
     from hpo_service.records import EvaluationResult
 
     quiet = logging.getLogger("hpbandster.worker")

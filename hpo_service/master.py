@@ -21,7 +21,8 @@ from hpbandster.core.result import Result
 
 from hpo_service import resume, warm_start
 from hpo_service.checkpoint_files import CheckpointJanitor, chain_listeners
-from hpo_service.hpbandster_fixes import JsonResultLogger
+from hpo_service.hpbandster.optimizers import create_optimizer, planned_jobs
+from hpo_service.hpbandster.result_log import JsonResultLogger
 from hpo_service.nameserver import (
     LocalNameserver,
     NameserverAddress,
@@ -29,7 +30,6 @@ from hpo_service.nameserver import (
     wait_for_nameserver,
     write_credentials,
 )
-from hpo_service.optimizers import create_optimizer, planned_jobs
 from hpo_service.progress import CountsPublisher, LiveCounts, Outcome, ProgressState
 from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import JobStatus, RunDescription

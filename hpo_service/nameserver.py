@@ -142,7 +142,7 @@ def read_credentials(run_dir: Path, timeout: float, interval: float = 0.2) -> Na
 
 def current_credentials(run_dir: Path) -> NameserverAddress | None:
     """The address ``nameserver.json`` names now, or None while there is none (a resumed master writes a
-    new one): workers follow it (:mod:`hpo_service.membership`)."""
+    new one): workers follow it (:mod:`hpo_service.hpbandster.membership`)."""
     try:
         return read_credentials(run_dir, timeout=0)
     except NameserverError:

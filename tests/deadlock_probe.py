@@ -10,9 +10,10 @@ The search: Hyperband (BOHB for the warm start) over two floats, budgets 1..9, e
 (13 jobs), workers in this process (threads) or spawned from this script (``worker`` sub-command) where
 the fault needs a process to stop or kill. ``stock`` = HpBandSter's optimizer and ``hpbandster.core.worker
 .Worker`` subclasses, with one wire fix so that stock runs at all on numpy 2 (budgets and configurations
-sent as builtins, see ``StockOnBuiltins``); ``fixed`` = ``hpo_service.optimizers.create_optimizer`` and
-:class:`hpo_service.hpbandster_fixes.ServiceWorker` subclasses. ``--no-fault`` runs the same search
-without the fault: stock finishes it, so stock fails only because of the fault under test.
+sent as builtins, see ``StockOnBuiltins``); ``fixed`` =
+``hpo_service.hpbandster.optimizers.create_optimizer`` and
+:class:`hpo_service.hpbandster.worker.ServiceWorker` subclasses. ``--no-fault`` runs the same search without
+the fault: stock finishes it, so stock fails only because of the fault under test.
 
 Scenarios (line numbers: HpBandSter 0.7.4, ``hpbandster/core/``):
 
@@ -184,7 +185,7 @@ class StockProbeWorker(Worker):
 
 
 def fixed_worker_class() -> type[Worker]:
-    from hpo_service.hpbandster_fixes import ServiceWorker
+    from hpo_service.hpbandster.worker import ServiceWorker
     from hpo_service.records import EvaluationResult
 
     class FixedProbeWorker(ServiceWorker):
@@ -340,7 +341,7 @@ def make_master(
     )  # fmt: skip
     if variant == "stock":
         return stock_optimizer_class(optimizer)(configspace=search_space(), **arguments)
-    from hpo_service.optimizers import create_optimizer
+    from hpo_service.hpbandster.optimizers import create_optimizer
 
     return create_optimizer(optimizer, search_space(), **arguments)
 
@@ -606,7 +607,7 @@ def warm_start_in(run_dir: Path, variant: str, fault: bool) -> Outcome:
         if variant == "stock":
             first_log: Any = json_result_logger(str(run_dir), overwrite=True)
         else:
-            from hpo_service.hpbandster_fixes import JsonResultLogger
+            from hpo_service.hpbandster.result_log import JsonResultLogger
 
             first_log = JsonResultLogger(str(run_dir), overwrite=True)
         master = make_master(variant, address, 1, optimizer="bohb", result_logger=first_log)
@@ -639,7 +640,7 @@ def warm_start_in(run_dir: Path, variant: str, fault: bool) -> Outcome:
 def resumed_run(address: NameserverAddress, run_dir: Path) -> Result:
     """What ``--resume`` does with the run's logs (``hpo_service.master.run_master``), in this process."""
     from hpo_service import resume
-    from hpo_service.hpbandster_fixes import JsonResultLogger
+    from hpo_service.hpbandster.result_log import JsonResultLogger
     from hpo_service.space import write_space
 
     description = {"run_id": RUN_ID, "optimizer": "bohb", "min_budget": MIN_BUDGET, "max_budget": MAX_BUDGET,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hpo_service.hpbandster_fixes import ServiceWorker
+from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro

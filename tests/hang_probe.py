@@ -14,8 +14,8 @@ import ConfigSpace as CS
 from hpbandster.core.worker import Worker
 from hpbandster.optimizers import BOHB
 
+from hpo_service.hpbandster.optimizers import FixedBOHB
 from hpo_service.nameserver import LocalNameserver
-from hpo_service.optimizers import FixedBOHB
 from hpo_service.pyro_setup import configure_pyro
 
 

@@ -79,7 +79,7 @@ def test_run_version_changes_only_with_new_data(tmp_path: Path) -> None:
 def test_planned_jobs_agree_with_the_master(
     optimizer: str, low: float, high: float, eta: float, iterations: int
 ) -> None:
-    from hpo_service.optimizers import planned_jobs as masters_plan
+    from hpo_service.hpbandster.optimizers import planned_jobs as masters_plan
 
     metadata = RunMetadata(optimizer, None, low, high, eta, iterations)
     assert planned_jobs(metadata) == masters_plan(optimizer, low, high, eta, iterations)

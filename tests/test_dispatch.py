@@ -21,11 +21,12 @@ from hpbandster.optimizers import RandomSearch
 from hpbandster.optimizers.config_generators.bohb import BOHB as StockBOHBGenerator
 from statsmodels.nonparametric.kernel_density import KDEMultivariate
 
-from hpo_service.bohb_generator import FastBOHBGenerator, kde_pdf
-from hpo_service.dispatch import ServiceDispatcher
-from hpo_service.hpbandster_fixes import JsonResultLogger, ServiceWorker
+from hpo_service.hpbandster.bohb_generator import FastBOHBGenerator, kde_pdf
+from hpo_service.hpbandster.dispatch import ServiceDispatcher
+from hpo_service.hpbandster.optimizers import FixedBOHB, FixedRandomSearch
+from hpo_service.hpbandster.result_log import JsonResultLogger
+from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.nameserver import LocalNameserver, NameserverAddress
-from hpo_service.optimizers import FixedBOHB, FixedRandomSearch
 from hpo_service.records import EvaluationResult
 from hpo_service.space import build_space, dataset_input_shape, default_space
 from hpo_service.wire import to_builtins
@@ -285,7 +286,7 @@ def test_the_result_log_is_written_at_once_and_synced_off_the_callers_thread(
         synced_by.append(threading.current_thread().name)
         real_fsync(descriptor)
 
-    monkeypatch.setattr("hpo_service.hpbandster_fixes.os.fsync", recording_fsync)
+    monkeypatch.setattr("hpo_service.hpbandster.result_log.os.fsync", recording_fsync)
     log = JsonResultLogger(str(tmp_path))
     job = finished_job({"learning_rate": 0.01}, 1.0)
     log.new_config((0, 0, 0), {"learning_rate": 0.01}, {})

@@ -22,7 +22,7 @@ import pytest
 import torch
 from hpbandster.core.dispatcher import Dispatcher, Job
 
-from hpo_service.dispatch import ServiceDispatcher
+from hpo_service.hpbandster.dispatch import ServiceDispatcher
 from hpo_service.nameserver import LocalNameserver
 from tests.conftest import REPO
 from tests.test_dispatch import probe_all

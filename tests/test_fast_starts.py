@@ -51,8 +51,8 @@ def test_the_container_healthcheck_loads_no_heavy_library() -> None:
 
 
 def test_the_light_name_lists_match_the_registries() -> None:
+    from hpo_service.hpbandster.optimizers import OPTIMIZERS
     from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
-    from hpo_service.optimizers import OPTIMIZERS
     from hpo_service.presets import PRESETS
 
     assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES

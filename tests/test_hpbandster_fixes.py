@@ -1,4 +1,4 @@
-"""Each fix in hpo_service.hpbandster_fixes, shown against the upstream failure it prevents; the dispatcher
+"""Each fix in hpo_service.hpbandster, shown against the upstream failure it prevents; the dispatcher
 deadlocks (fix 4, a shutdown with a dead worker, among them) are in ``tests/test_deadlocks.py``."""
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from hpbandster.core.result import json_result_logger, logged_results_to_HBS_res
 from hpbandster.core.worker import Worker
 from hpbandster.optimizers import HyperBand
 
-from hpo_service.hpbandster_fixes import FixedMaster, JsonResultLogger, ServiceWorker
+from hpo_service.hpbandster.master import FixedMaster
+from hpo_service.hpbandster.result_log import JsonResultLogger
+from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.nameserver import LocalNameserver, NameserverAddress
 from hpo_service.space import default_space
 from tests.conftest import REPO, wait_for

@@ -92,7 +92,9 @@ MASTER_JOB = "12:00:01 master INFO hpo_service.master: [1/4] iteration 0 (0, 0, 
 WORKER_READY = "12:00:00 worker INFO workers.process: ready in 4.5 s"
 WORKER_ERROR = "12:00:02 worker ERROR workers.process: no such file: train-images-idx3-ubyte.gz"
 TRACEBACK = ["Traceback (most recent call last):", '  File "x.py", line 1', "FileNotFoundError: x"]
-REDISPATCH = "12:00:03 master WARNING hpo_service.dispatch: re-dispatching job (0, 0, 1) (attempt 2 of 3)"
+REDISPATCH = (
+    "12:00:03 master WARNING hpo_service.hpbandster.dispatch: re-dispatching job (0, 0, 1) (attempt 2 of 3)"
+)
 
 
 def test_on_a_terminal_only_the_first_line_of_each_warning_or_error_is_shown() -> None:

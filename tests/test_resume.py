@@ -16,7 +16,7 @@ from hpbandster.core.result import logged_results_to_HBS_result
 
 from hpo_service import resume
 from hpo_service.errors import RunDirectoryError
-from hpo_service.optimizers import planned_jobs
+from hpo_service.hpbandster.optimizers import planned_jobs
 from tests.conftest import REPO, ProcessRun, fake_worker_command, master_command, result_lines, wait_for
 
 RUN_ID = "test-resume"
@@ -264,8 +264,8 @@ def test_restore_rebuilds_the_interrupted_iteration_and_warm_starts_bohb(tmp_pat
     """The crashed run (result None) reaches BOHB's model as crashed (upstream: ufunc isfinite, #32/#95,
     reproduced in ``tests/test_deadlocks.py``, scenario warm-start-over-crashed-run);
     the run's config without a result runs again under its id; the third config is not re-sampled."""
+    from hpo_service.hpbandster.optimizers import create_optimizer
     from hpo_service.nameserver import LocalNameserver
-    from hpo_service.optimizers import create_optimizer
     from hpo_service.space import load_space
 
     run_dir = write_run(tmp_path / "run")
@@ -283,7 +283,7 @@ def test_restore_rebuilds_the_interrupted_iteration_and_warm_starts_bohb(tmp_pat
 
 
 def check_restored(master: Any, run: resume.LoggedRun, run_dir: Path) -> None:
-    from hpo_service.hpbandster_fixes import JsonResultLogger
+    from hpo_service.hpbandster.result_log import JsonResultLogger
 
     result_log = resume.appending_logger(JsonResultLogger, run_dir, run.config_ids())
     restored = resume.restore(master, run, result_log, 1.0)
@@ -355,8 +355,8 @@ def test_launch_local_refuses_a_conflicting_resume(tmp_path: Path) -> None:
 
 
 def test_restore_takes_a_result_without_loss_as_crashed(tmp_path: Path) -> None:
+    from hpo_service.hpbandster.optimizers import create_optimizer
     from hpo_service.nameserver import LocalNameserver
-    from hpo_service.optimizers import create_optimizer
     from hpo_service.space import load_space
 
     times = {"submitted": 2.0, "started": 2.1, "finished": 2.5}

@@ -21,8 +21,8 @@ import pytest
 
 from hpo_service import tls
 from hpo_service.errors import SettingsError
+from hpo_service.hpbandster.optimizers import planned_jobs
 from hpo_service.nameserver import read_credentials
-from hpo_service.optimizers import planned_jobs
 from hpo_service.pyro_setup import tls_enabled
 from hpo_service.settings import MasterSettings
 from tests.conftest import REPO, ProcessRun, fake_worker_command, master_command, result_lines, wait_for

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyte
 import pytest
 
-from hpo_service.optimizers import planned_jobs
+from hpo_service.hpbandster.optimizers import planned_jobs
 from tests.conftest import (
     REPO,
     ProcessRun,
@@ -139,7 +139,9 @@ def test_on_a_terminal_a_killed_worker_and_its_job_are_one_line_each(tmp_path: P
     assert code == 0, text
     replaced = [line for line in screen if "starting a replacement (1 of 3)" in line]
     assert len(replaced) == 1 and replaced[0].startswith("WARNING launch.local: worker 0 (pid "), text
-    assert sum("WARNING hpo_service.dispatch: re-dispatching job" in line for line in screen) == 1, text
+    assert (
+        sum("WARNING hpo_service.hpbandster.dispatch: re-dispatching job" in line for line in screen) == 1
+    ), text
     assert "Traceback" not in text and len(screen) <= 30, text
     planned = planned_jobs("hyperband", 3, 27, 3, 1)
     assert any("━" in line and f"{planned}/{planned} jobs" in line for line in screen), text  # none lost

@@ -14,11 +14,11 @@ import pytest
 from hpbandster.optimizers.config_generators.bohb import BOHB as StockBOHBGenerator
 
 from hpo_service import warm_start
-from hpo_service.bohb_generator import FastBOHBGenerator
 from hpo_service.bohb_options import BohbOptions, bohb_options_from_args
 from hpo_service.errors import SettingsError
+from hpo_service.hpbandster.bohb_generator import FastBOHBGenerator
+from hpo_service.hpbandster.optimizers import create_optimizer, planned_jobs
 from hpo_service.nameserver import LocalNameserver
-from hpo_service.optimizers import create_optimizer, planned_jobs
 from hpo_service.resume import logged_job, settings_fields
 from hpo_service.space import load_space, write_space
 from tests.conftest import ProcessRun, fake_worker_command, master_command
@@ -292,7 +292,7 @@ def test_launch_local_slurm_and_the_container_pass_the_options_to_the_master(tmp
 
 def test_a_resumed_warm_started_run_feeds_both_and_logs_neither_again(tmp_path: Path) -> None:
     from hpo_service import resume
-    from hpo_service.hpbandster_fixes import JsonResultLogger
+    from hpo_service.hpbandster.result_log import JsonResultLogger
     from hpo_service.master import prepare_model
 
     source = write_old_run(tmp_path / "source")

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from hpo_service.hpbandster_fixes import ServiceWorker
+from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.records import EvaluationResult, JobStatus
 from workers.checkpoints import CheckpointError, TrainingState, run_identity
 from workers.continuation import ContinuationPlan, ContinuationSource, budget_to_epochs

@@ -1,6 +1,6 @@
 """How many jobs a run plans, from ``run.json``: the denominator of the dashboard's progress.
 
-The same arithmetic as ``hpo_service.optimizers.planned_jobs`` (HpBandSter's successive-halving
+The same arithmetic as ``hpo_service.hpbandster.optimizers.planned_jobs`` (HpBandSter's successive-halving
 brackets), written again here because ``analysis`` must not import ``hpo_service`` (it imports
 HpBandSter and Pyro4); ``tests/test_dashboard.py`` checks that both agree.
 """

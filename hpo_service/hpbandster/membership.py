@@ -32,7 +32,7 @@ CALL_TIMEOUT = 5.0
 
 
 class Membership:
-    """Keeps ``worker`` (a :class:`hpo_service.hpbandster_fixes.ServiceWorker`) in its run; see the module."""
+    """Keeps ``worker`` (a :class:`~hpo_service.hpbandster.worker.ServiceWorker`) in its run (see above)."""
 
     def __init__(
         self,

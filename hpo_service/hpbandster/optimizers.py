@@ -9,8 +9,8 @@ import ConfigSpace as CS
 from hpbandster.core.master import Master
 from hpbandster.optimizers import BOHB, HyperBand, RandomSearch
 
-from hpo_service.bohb_generator import FastBOHBGenerator
-from hpo_service.hpbandster_fixes import FixedMaster
+from hpo_service.hpbandster.bohb_generator import FastBOHBGenerator
+from hpo_service.hpbandster.master import FixedMaster
 from hpo_service.sweeps.master import SWEEP_OPTIMIZERS
 
 

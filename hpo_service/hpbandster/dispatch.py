@@ -11,7 +11,7 @@ workers on trivial jobs, see ``benchmarks/README.md``):
 4. the job-runner thread, woken in step 2 but waiting for the interpreter lock held by step 3, opens a new
    connection to the worker (``register_result`` closed the last one) and sends the job.
 
-Ours (:class:`ServiceDispatcher`, built by :class:`hpo_service.hpbandster_fixes.FixedMaster`):
+Ours (:class:`ServiceDispatcher`, built by :class:`hpo_service.hpbandster.master.FixedMaster`):
 
 - the master keeps ``PREFETCH_JOBS`` jobs sampled and waiting in the dispatcher (HpBandSter's own
   ``job_queue_sizes``), and ``register_result`` sends a waiting job to the worker that just reported, in
@@ -29,14 +29,14 @@ Failure semantics (issue 5), also here because they live in the dispatcher's boo
   dispatches in all; only then is it reported crashed, with the attempts in its exception text. A
   retried job's result carries ``info["attempts"]`` and ``info["retried_after"]`` (the reasons);
 - with ``job_timeout`` set, a job running longer is recorded at once as ``timeout`` (worst loss) and its
-  worker is asked to stop it (:meth:`hpo_service.hpbandster_fixes.ServiceWorker.cancel_job`); the worker
+  worker is asked to stop it (:meth:`hpo_service.hpbandster.worker.ServiceWorker.cancel_job`); the worker
   takes jobs again once it has reported back;
 - every call to a worker has a timeout (``WORKER_CALL_TIMEOUT``): upstream's proxies have none
   (``COMMTIMEOUT`` 0), so one frozen worker (SIGSTOP) blocked discovery, and with it the run, forever;
 - a result for a job that is no longer running (reported crashed and re-dispatched, or timed out) is
   dropped with a warning instead of raising ``KeyError`` in the worker's callback.
 
-BOHB's sampling itself got ~30x cheaper in :mod:`hpo_service.bohb_generator`.
+BOHB's sampling itself got ~30x cheaper in :mod:`hpo_service.hpbandster.bohb_generator`.
 """
 
 from __future__ import annotations
