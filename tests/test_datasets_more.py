@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import workers.data
-from launch.local import DATASETS as LAUNCHER_DATASETS
+from hpo_service.run_spec import OPTIONS as RUN_OPTIONS
 from tests.test_data import N_TEST, N_TRAIN, write_mnist
 from workers import cifar
 from workers.__main__ import DATASET_CHOICES
@@ -24,7 +24,10 @@ BATCH_SIZE = 20  # images per synthetic batch: 100 training images, 20 test imag
 
 
 def test_every_cli_offers_every_dataset() -> None:
-    assert DATASETS == LAUNCHER_DATASETS == DATASET_CHOICES
+    run_choices = next(
+        option.choices for option in RUN_OPTIONS if option.flag == "--dataset"
+    )  # every launcher
+    assert tuple(DATASETS) == tuple(run_choices) == tuple(DATASET_CHOICES)
 
 
 def test_fashion_mnist_reads_its_own_torchvision_layout(tmp_path: Path) -> None:
