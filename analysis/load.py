@@ -24,15 +24,16 @@ import numpy as np
 
 from analysis.data import CRASHED, OK, ConfigId, JobRecord, RunData, RunMetadata, finite_or_none
 from analysis.pickles import PickleRefused, load_result_pickle
+from hpo_service import run_files
 
 __all__ = ["JobRecord", "RunData", "RunDirError", "RunMetadata", "load_run", "read_metadata"]
 
 logger = logging.getLogger(__name__)
 
-PICKLE_FILE = "results.pkl"
-CONFIGS_FILE = "configs.json"
-RESULTS_FILE = "results.json"
-DESCRIPTION_FILE = "run.json"
+PICKLE_FILE = run_files.RESULT_PICKLE
+CONFIGS_FILE = run_files.CONFIGS
+RESULTS_FILE = run_files.RESULTS
+DESCRIPTION_FILE = run_files.RUN_DESCRIPTION
 
 # Status given to a result whose loss is missing or not finite when the worker wrote no status.
 FAILED = "failed"

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.data import RunData, finite_or_none
+from hpo_service import run_files
 from hpo_service.vocabulary import ALIASES
 
 logger = logging.getLogger(__name__)
 
-SPACE_FILE = "configspace.json"
+SPACE_FILE = run_files.SPACE
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 

@@ -22,8 +22,9 @@ from analysis.cost import TrainingCost
 from analysis.curves import CURVE_KEY, format_value, mean_per_epoch
 from analysis.data import JobRecord, RunData, finite_or_none
 from analysis.space import CATEGORICAL, run_parameters
+from hpo_service import run_files
 
-PLAN_FILE = "sweep.json"
+PLAN_FILE = run_files.STUDY_PLAN
 LOG, LINEAR = "log", "linear"
 
 

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hpo_service import run_files
+
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = run_files.CHECKPOINTS
 SUFFIX = ".pt"
 # HpBandSter's states of a configuration that successive halving will never run again: not promoted,
 # crashed (never promoted), or its iteration (bracket) is over.

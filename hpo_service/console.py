@@ -23,13 +23,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from hpo_service import run_files
 from hpo_service.follow import AppendedLines
 from hpo_service.progress import LiveCounts, Outcome, ProgressState, format_duration, outcome_of_line
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.25
-LOG_DIRECTORY = "logs"
+LOG_DIRECTORY = run_files.LOGS
 
 
 class LiveStatus:
@@ -124,7 +125,7 @@ class ResultsFeed:
     no news. The first job that finishes after it starts the clock of the time-left estimate."""
 
     def __init__(self, run_dir: Path, status: LiveStatus) -> None:
-        self.lines = AppendedLines(run_dir / "results.json")
+        self.lines = AppendedLines(run_dir / run_files.RESULTS)
         self.status = status
         self.first_poll = True
 

@@ -19,7 +19,7 @@ from hpbandster.core.dispatcher import Job
 from hpbandster.core.master import Master
 from hpbandster.core.result import Result
 
-from hpo_service import resume, warm_start
+from hpo_service import resume, run_files, warm_start
 from hpo_service.checkpoint_files import CheckpointJanitor, chain_listeners
 from hpo_service.hpbandster.optimizers import create_optimizer, planned_jobs
 from hpo_service.hpbandster.result_log import JsonResultLogger
@@ -149,7 +149,7 @@ def run_master(settings: MasterSettings) -> Result:
     space = load_space(settings.space, seed=seed, dataset=settings.dataset)
     if logged is None:
         space = apply_space_from_sweep(settings, space, run_dir)
-        write_space(space, run_dir / "configspace.json")
+        write_space(space, run_dir / run_files.SPACE)
     warm = prepare_warm_start(settings, space)
     # None unless a sweep or grid; writes sweep.json (a resumed study checks it rebuilds the same plan).
     sweep = prepare_sweep(settings, space, run_dir if logged is None else None)
@@ -171,7 +171,7 @@ def run_master(settings: MasterSettings) -> Result:
         warm_start=None if warm is None else warm.record(),
     )
     if logged is None:
-        write_json_atomically(run_dir / "run.json", description.to_dict())
+        write_json_atomically(run_dir / run_files.RUN_DESCRIPTION, description.to_dict())
     else:
         description = resume.description_of(logged, description)
     planned = (
@@ -247,9 +247,9 @@ def run_master(settings: MasterSettings) -> Result:
             result_log.close()  # the JSON logs are on disk before the pickle that summarises them
             # Saved before the workers are told to stop: a supervisor that reacts to their exit (compose's
             # --abort-on-container-exit, a batch scheduler) may stop this process right after.
-            write_result_pickle(run_dir / "results.pkl", result)
+            write_result_pickle(run_dir / run_files.RESULT_PICKLE, result)
             finished = replace(description, finished=time.time())
-            write_json_atomically(run_dir / "run.json", finished.to_dict())
+            write_json_atomically(run_dir / run_files.RUN_DESCRIPTION, finished.to_dict())
         finally:
             counts.stop()
             result_log.close()

@@ -19,12 +19,13 @@ import Pyro4
 import Pyro4.errors
 import Pyro4.naming
 
+from hpo_service import run_files
 from hpo_service.errors import NameserverError, SettingsError
 from hpo_service.pyro_setup import configure_pyro
 
 logger = logging.getLogger(__name__)
 
-CREDENTIALS_FILE = "nameserver.json"
+CREDENTIALS_FILE = run_files.NAMESERVER
 
 
 @dataclass(frozen=True)

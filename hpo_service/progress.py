@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hpo_service import run_files
+
 logger = logging.getLogger(__name__)
 
-PROGRESS_FILE = "progress.json"
+PROGRESS_FILE = run_files.PROGRESS
 
 
 @dataclass(frozen=True)

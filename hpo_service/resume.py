@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpo_service import run_files
 from hpo_service.bohb_options import OPTION_NAMES, BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.run_spec import NO_CONTINUATION
@@ -122,11 +123,11 @@ def load_run(run_dir: Path, option: str = "--resume") -> LoggedRun:
     RunDirectoryError when it is not a run or its logs are damaged."""
     if not run_dir.is_dir():
         raise RunDirectoryError(f"{option} {run_dir}: no such directory")
-    for name in ("run.json", "configspace.json"):
+    for name in (run_files.RUN_DESCRIPTION, run_files.SPACE):
         if not (run_dir / name).is_file():
             raise RunDirectoryError(f"{option} {run_dir}: not a run directory (no {name})")
     try:
-        description = json.loads((run_dir / "run.json").read_text())
+        description = json.loads((run_dir / run_files.RUN_DESCRIPTION).read_text())
         if not isinstance(description, dict):
             raise ValueError("not an object")
     except ValueError as error:
@@ -136,8 +137,8 @@ def load_run(run_dir: Path, option: str = "--resume") -> LoggedRun:
     if missing:
         raise RunDirectoryError(f"{option} {run_dir}: run.json lacks {', '.join(missing)}")
     run = LoggedRun(run_dir, description)
-    run.configs = read_json_lines(run_dir / "configs.json", run.cut)
-    run.results = read_json_lines(run_dir / "results.json", run.cut)
+    run.configs = read_json_lines(run_dir / run_files.CONFIGS, run.cut)
+    run.results = read_json_lines(run_dir / run_files.RESULTS, run.cut)
     known = set()
     for number, line in enumerate(run.configs, start=1):
         if not (isinstance(line, list) and len(line) == 3 and _is_id(line[0]) and isinstance(line[1], dict)):
@@ -193,7 +194,7 @@ def settings_fields(run_dir: Path, given: Mapping[str, Any]) -> dict[str, Any]:
         "seed": int(stored.get("seed", 0)),
         "dataset": stored.get("dataset") or "digits",
         "continuation": bool(stored.get("continuation", True)),
-        "space": str(run_dir / "configspace.json"),
+        "space": str(run_dir / run_files.SPACE),
         "resume": True,
         "bohb": stored_bohb_options(run_dir, stored, given),
     }
@@ -268,7 +269,7 @@ def check_same_space(run_dir: Path, spec: str, stored_spec: Any, dataset: str) -
     if spec == stored_spec and spec in SPACE_NAMES:
         return  # a file of the same name may have been edited since: only a preset name is the same space
 
-    if load_space(spec, dataset=dataset) != load_space(str(run_dir / "configspace.json"), dataset=dataset):
+    if load_space(spec, dataset=dataset) != load_space(str(run_dir / run_files.SPACE), dataset=dataset):
         raise SettingsError(
             f"--resume {run_dir}: --space {spec} is not the run's search space "
             f"({run_dir / 'configspace.json'}); "
@@ -283,7 +284,7 @@ def check_logged_configs(run: LoggedRun) -> None:
 
     from hpo_service.space import load_space
 
-    path = run.run_dir / "configspace.json"
+    path = run.run_dir / run_files.SPACE
     space = load_space(str(path))
     for line in run.configs:
         try:
@@ -298,7 +299,7 @@ def check_logged_configs(run: LoggedRun) -> None:
 
 def sweep_options_from_plan(run_dir: Path) -> SweepOptions:
     """The study options that rebuild the run's plan from ``sweep.json`` (checked in ``check_plan``)."""
-    path = run_dir / "sweep.json"
+    path = run_dir / run_files.STUDY_PLAN
     try:
         plan = json.loads(path.read_text())
         base = tuple(f"{name}={_text(value)}" for name, value in plan["base"].items())
@@ -317,7 +318,7 @@ def _text(value: Any) -> str:
 
 
 def check_plan(run_dir: Path, plan_dict: Mapping[str, Any]) -> None:
-    stored = json.loads((run_dir / "sweep.json").read_text())
+    stored = json.loads((run_dir / run_files.STUDY_PLAN).read_text())
     if json.dumps(stored, sort_keys=True) != json.dumps(json.loads(json.dumps(plan_dict)), sort_keys=True):
         raise RunDirectoryError(f"--resume {run_dir}: the study's plan does not rebuild from sweep.json")
 
@@ -337,8 +338,8 @@ def appending_logger(logger_class: type, run_dir: Path, config_ids: set[tuple[in
         result_log = logger_class(scratch, overwrite=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    result_log.config_fn = str(run_dir / "configs.json")
-    result_log.results_fn = str(run_dir / "results.json")
+    result_log.config_fn = str(run_dir / run_files.CONFIGS)
+    result_log.results_fn = str(run_dir / run_files.RESULTS)
     result_log.config_ids = set(config_ids)
     return result_log
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo_service import run_files
 from hpo_service.bohb_options import BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.names import OPTIMIZER_NAMES
@@ -163,7 +164,7 @@ def check_writable(run_dir: Path) -> None:
 
 
 # What a run dir holds once its master has results; a new run refuses a dir with any of them (non-empty).
-RESULT_FILES = ("configs.json", "results.json", "results.pkl")
+RESULT_FILES = run_files.RESULT_FILES
 
 
 def check_fresh_run_dir(run_dir: Path) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpo_service import run_files
 from hpo_service.errors import SettingsError
 
 if TYPE_CHECKING:  # imported where used: the CLIs answer --help without loading it
@@ -45,7 +46,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
 def in_run_dir(run_dir: Path) -> Path:
     """Where a run keeps its credentials when its processes share the run dir (launch.local, SLURM
     scripts); a worker given only ``--run-dir`` looks there."""
-    return run_dir / "tls"
+    return run_dir / run_files.TLS
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from ConfigSpace.exceptions import (
     InactiveHyperparameterSetError,
 )
 
+from hpo_service import run_files
 from hpo_service.errors import HpoServiceError, SettingsError
 from hpo_service.resume import LoggedRun, load_run, logged_job
 from hpo_service.sweeps.plan import SEED_KEY
@@ -194,7 +195,7 @@ def _jobs_of(
 
 def load_earlier_space(run_dir: Path) -> CS.ConfigurationSpace:
     try:
-        return CS.ConfigurationSpace.from_json(run_dir / "configspace.json")
+        return CS.ConfigurationSpace.from_json(run_dir / run_files.SPACE)
     except (ValueError, KeyError, TypeError) as error:
         raise SettingsError(f"{OPTION} {run_dir}: configspace.json is not valid ({error!r})") from None
 

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpo_service import run_files
 from hpo_service.bohb_options import BohbOptions
 from hpo_service.console import LOG_DIRECTORY, short_log_lines
 from hpo_service.errors import RunDirectoryError, SettingsError
@@ -416,7 +417,7 @@ def report(settings: LaunchSettings, code: int) -> None:
         logger.info("done. Results: %s", settings.run_dir)
         analysis = "analysis sweep" if settings.optimizer in STUDY_OPTIMIZERS else "analysis"
         logger.info("analyse with: %s -m %s %s", python_command(), analysis, settings.run_dir)
-    elif (settings.run_dir / "results.json").is_file():
+    elif (settings.run_dir / run_files.RESULTS).is_file():
         logger.warning("run ended with exit code %d; finished results are in %s", code, settings.run_dir)
     else:
         logger.error("run ended with exit code %d", code)

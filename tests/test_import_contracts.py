@@ -4,7 +4,7 @@ a fresh interpreter.
 
 - ``hpo_service`` never imports ``workers``, ``analysis`` or ``launch``; nothing in the packages imports
   ``launch`` (only its own modules do); ``analysis`` imports no ``workers`` and of ``hpo_service`` only the
-  constants of ``hpo_service.vocabulary``.
+  constants of ``hpo_service.vocabulary`` and ``hpo_service.run_files``.
 - ``workers`` import no master-side module of ``hpo_service`` (:data:`MASTER_SIDE`), directly or through
   another module.
 - ``analysis`` loads neither torch nor Pyro4: every analysis module imported in a subprocess.
@@ -116,8 +116,9 @@ def test_packages_import_only_what_the_architecture_allows(package: str, forbidd
 
 
 def test_analysis_uses_only_the_constants_of_hpo_service() -> None:
-    """``hpo_service.vocabulary`` (names and aliases of hyperparameters) imports nothing; every other module
-    of ``hpo_service`` would bring Pyro4 or ConfigSpace along."""
+    """``hpo_service.vocabulary`` (names and aliases of hyperparameters) and ``hpo_service.run_files`` (the
+    run directory's file names) import nothing; other modules of ``hpo_service`` bring Pyro4 or ConfigSpace
+    along."""
     used = {
         target
         for source, targets in GRAPH.items()
@@ -125,8 +126,9 @@ def test_analysis_uses_only_the_constants_of_hpo_service() -> None:
         for target in targets
         if in_package(target, ("hpo_service",))
     }
-    assert used <= {"hpo_service", "hpo_service.vocabulary"}, used
-    assert not GRAPH["hpo_service.vocabulary"]
+    constants = {"hpo_service.vocabulary", "hpo_service.run_files"}
+    assert used <= {"hpo_service", *constants}, used
+    assert not any(GRAPH[module] for module in constants)
 
 
 def test_workers_import_no_master_side_module() -> None:

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpo_service import run_files
 from workers.checkpoints import CheckpointStore
 
 logger = logging.getLogger(__name__)
 
-RUN_DESCRIPTION = "run.json"
+RUN_DESCRIPTION = run_files.RUN_DESCRIPTION
 
 
 def budget_to_epochs(budget: float) -> int:

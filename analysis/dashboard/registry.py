@@ -14,12 +14,13 @@ from pathlib import Path
 
 from analysis.dashboard.follow import RunFollower, is_run_dir
 from analysis.load import RunDirError
+from hpo_service import run_files
 
 # How often (at most) the named parents are listed again for new runs.
 RESCAN_SECONDS = 1.0
 # What a run dir holds before its first log line (``launch.local --dashboard`` starts the server then):
 # the process logs, the TLS credentials, the nameserver's address, the search space.
-STARTING = ("logs", "tls", "nameserver.json", "configspace.json", "checkpoints")
+STARTING = (run_files.LOGS, run_files.TLS, run_files.NAMESERVER, run_files.SPACE, run_files.CHECKPOINTS)
 
 
 @dataclass(frozen=True)

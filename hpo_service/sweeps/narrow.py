@@ -28,11 +28,12 @@ from typing import Any
 
 import ConfigSpace as CS
 
+from hpo_service import run_files
 from hpo_service.errors import SettingsError
 from hpo_service.records import WORST_LOSS
 from hpo_service.sweeps.space_edit import CATEGORICAL_TYPES, prune
 
-PLAN_FILE = "sweep.json"
+PLAN_FILE = run_files.STUDY_PLAN
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,10 @@ def sweep_scores(sweep_dir: Path) -> dict[str, tuple[ValueScore, ...]]:
     """Per varied hyperparameter, the mean final validation error of each tested value, in tested order."""
     plan = _read_json(sweep_dir / PLAN_FILE, sweep_dir)
     info_by_id = {
-        tuple(line[0]): (line[2] or {}).get("sweep") for line in _read_lines(sweep_dir / "configs.json")
+        tuple(line[0]): (line[2] or {}).get("sweep") for line in _read_lines(sweep_dir / run_files.CONFIGS)
     }
     losses: dict[str, dict[str, list[float]]] = {name: {} for name in plan["varied"]}
-    for line in _read_lines(sweep_dir / "results.json"):
+    for line in _read_lines(sweep_dir / run_files.RESULTS):
         info, result = info_by_id.get(tuple(line[0])), line[3]
         if info is None or result is None:
             continue

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import ConfigSpace as CS
 
+from hpo_service import run_files
 from hpo_service.errors import SettingsError
 from hpo_service.space import dataset_input_shape, load_space
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
@@ -22,8 +23,8 @@ from hpo_service.sweeps.plan import SweepPlan, build_plan
 
 logger = logging.getLogger(__name__)
 
-PLAN_FILE = "sweep.json"
-NARROWING_FILE = "space-from-sweep.json"
+PLAN_FILE = run_files.STUDY_PLAN
+NARROWING_FILE = run_files.SPACE_FROM_SWEEP
 
 
 def is_study(optimizer: str) -> bool:
