@@ -10,7 +10,7 @@ import pickle
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import JobStatus, RunDescription
 from hpo_service.settings import MasterSettings, check_fresh_run_dir
 from hpo_service.space import load_space, write_space
+from hpo_service.sweeps.plan import SweepPlan
 from hpo_service.sweeps.setup import apply_space_from_sweep, optimizer_arguments, prepare_sweep
 
 logger = logging.getLogger(__name__)
@@ -133,10 +134,49 @@ def nameserver_for(settings: MasterSettings) -> Iterator[NameserverAddress]:
             remove_credentials(settings.run_dir)
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """What a run holds before its nameserver starts: space, plan, description and result log."""
+
+    space: Any
+    sweep: SweepPlan | None  # the study's plan; None for a search
+    warm: warm_start.WarmStart | None
+    description: RunDescription
+    result_log: JsonResultLogger
+    planned: int
+    # A resumed run's logs (None for a new run).
+    logged: resume.LoggedRun | None
+
+
 def run_master(settings: MasterSettings) -> Result:
     """Run the whole search; results land in ``settings.run_dir`` as they arrive. Returns the Result."""
     # TLS (or not) for every Pyro connection of this process, before any exists.
     configure_pyro(settings.tls_dir)
+    run = prepare_run(settings)
+    progress = ProgressReporter(run.planned)
+    janitor = CheckpointJanitor(settings.run_dir, keep=settings.keep_checkpoints)
+    with nameserver_for(settings) as address:
+        optimizer = build_optimizer(settings, run, address, chain_listeners(progress, janitor))
+        progress.master = janitor.master = optimizer
+        n_iterations, min_workers = restore_model(optimizer, settings, run, progress)
+        logger.info(
+            "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); "
+            "waiting for %d worker(s) at %s",
+            settings.run_id, settings.optimizer, settings.min_budget, settings.max_budget, settings.eta,
+            settings.n_iterations, run.planned, settings.min_workers, address,
+        )  # fmt: skip
+        result = search(
+            optimizer, settings, run, progress, n_iterations=n_iterations, min_workers=min_workers
+        )
+        # Only a finished run drops every checkpoint: an interrupted one may go on with --resume.
+        janitor.finish()
+    log_incumbent(result)
+    return result
+
+
+def prepare_run(settings: MasterSettings) -> PreparedRun:
+    """A new run: its directory, space, plan and ``run.json`` written; a resumed one (``--resume``): its logs
+    read back and repaired. Either way the seeds are set and the result log is open for new lines."""
     run_dir = settings.run_dir
     logged = resume.load_run(run_dir) if settings.resume else None
     if logged is None:
@@ -155,7 +195,24 @@ def run_master(settings: MasterSettings) -> Result:
     sweep = prepare_sweep(settings, space, run_dir if logged is None else None)
     if logged is not None and sweep is not None:
         resume.check_plan(run_dir, sweep.to_dict())
-    description = RunDescription(
+    description = describe(settings, warm)
+    if logged is None:
+        write_json_atomically(run_dir / run_files.RUN_DESCRIPTION, description.to_dict())
+        result_log = JsonResultLogger(str(run_dir), overwrite=True)
+    else:
+        description = resume.description_of(logged, description)
+        resume.repair_logs(logged)
+        result_log = resume.appending_logger(JsonResultLogger, run_dir, logged.config_ids())
+        remove_credentials(run_dir)  # the dead master's nameserver: workers must not read it
+    planned = sweep.job_count if sweep is not None else planned_jobs(
+        settings.optimizer, settings.min_budget, settings.max_budget, settings.eta, settings.n_iterations
+    )  # fmt: skip
+    return PreparedRun(space, sweep, warm, description, result_log, planned, logged)
+
+
+def describe(settings: MasterSettings, warm: warm_start.WarmStart | None) -> RunDescription:
+    """``run.json`` of a run starting now (a resumed run keeps its own start time and space)."""
+    return RunDescription(
         run_id=settings.run_id,
         optimizer=settings.optimizer,
         min_budget=settings.min_budget,
@@ -170,93 +227,80 @@ def run_master(settings: MasterSettings) -> Result:
         bohb=settings.bohb.to_record() if settings.optimizer == "bohb" else None,
         warm_start=None if warm is None else warm.record(),
     )
-    if logged is None:
-        write_json_atomically(run_dir / run_files.RUN_DESCRIPTION, description.to_dict())
-    else:
-        description = resume.description_of(logged, description)
-    planned = (
-        sweep.job_count
-        if sweep is not None
-        else planned_jobs(
-            settings.optimizer, settings.min_budget, settings.max_budget, settings.eta, settings.n_iterations
-        )
+
+
+def build_optimizer(
+    settings: MasterSettings, run: PreparedRun, address: NameserverAddress, listener: Any
+) -> Master:
+    """The optimizer, its dispatcher started and listening at ``address``."""
+    return create_optimizer(
+        settings.optimizer,
+        run.space,
+        run_id=settings.run_id,
+        min_budget=settings.min_budget,
+        max_budget=settings.max_budget,
+        eta=settings.eta,
+        nameserver=address.host,
+        nameserver_port=address.port,
+        host=settings.host,
+        ping_interval=settings.ping_interval,
+        max_attempts=settings.max_attempts,
+        job_timeout=settings.job_timeout,
+        working_directory=str(settings.run_dir),
+        result_logger=run.result_log,
+        result_listener=listener,
+        logger=logging.getLogger("hpbandster"),
+        **optimizer_arguments(run.sweep),
+        **(settings.bohb.model_arguments() if settings.optimizer == "bohb" else {}),
     )
-    progress = ProgressReporter(planned)
-    janitor = CheckpointJanitor(run_dir, keep=settings.keep_checkpoints)
-    if logged is None:
-        result_log = JsonResultLogger(str(run_dir), overwrite=True)
-    else:
-        resume.repair_logs(logged)
-        result_log = resume.appending_logger(JsonResultLogger, run_dir, logged.config_ids())
-        remove_credentials(run_dir)  # the dead master's nameserver: workers must not read it
-    n_iterations, min_workers = settings.n_iterations, settings.min_workers
-    with nameserver_for(settings) as address:
-        optimizer = create_optimizer(
-            settings.optimizer,
-            space,
-            run_id=settings.run_id,
-            min_budget=settings.min_budget,
-            max_budget=settings.max_budget,
-            eta=settings.eta,
-            nameserver=address.host,
-            nameserver_port=address.port,
-            host=settings.host,
-            ping_interval=settings.ping_interval,
-            max_attempts=settings.max_attempts,
-            job_timeout=settings.job_timeout,
-            working_directory=str(run_dir),
-            result_logger=result_log,
-            result_listener=chain_listeners(progress, janitor),
-            logger=logging.getLogger("hpbandster"),
-            **optimizer_arguments(sweep),
-            **(settings.bohb.model_arguments() if settings.optimizer == "bohb" else {}),
-        )
-        progress.master = janitor.master = optimizer
-        try:
-            restored = prepare_model(optimizer, logged, warm, result_log, description.started)
-        except BaseException:
-            optimizer.shutdown()  # its dispatcher thread would keep the process alive
-            raise
-        if restored is not None:
-            progress.finished = restored.results
-            n_iterations = max(0, settings.n_iterations - restored.iterations)
-            if n_iterations == 0 and not optimizer.active_iterations():
-                min_workers = 0  # nothing left to run: only the final pickle is missing
-            logger.info(
-                "resuming %s: %d results kept, %d iteration(s) rebuilt, %d job(s) to run again, "
-                "%d new iteration(s)",
-                run_dir, restored.results, restored.iterations, restored.rerun, n_iterations,
-            )  # fmt: skip
-        logger.info(
-            "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); "
-            "waiting for %d worker(s) at %s",
-            settings.run_id,
-            settings.optimizer,
-            settings.min_budget,
-            settings.max_budget,
-            settings.eta,
-            settings.n_iterations,
-            planned,
-            settings.min_workers,
-            address,
-        )
-        counts = CountsPublisher(run_dir, progress.live_counts)
-        counts.start()
-        try:
-            result = optimizer.run(n_iterations=n_iterations, min_n_workers=min_workers)
-            result_log.close()  # the JSON logs are on disk before the pickle that summarises them
-            # Saved before the workers are told to stop: a supervisor that reacts to their exit (compose's
-            # --abort-on-container-exit, a batch scheduler) may stop this process right after.
-            write_result_pickle(run_dir / run_files.RESULT_PICKLE, result)
-            finished = replace(description, finished=time.time())
-            write_json_atomically(run_dir / run_files.RUN_DESCRIPTION, finished.to_dict())
-        finally:
-            counts.stop()
-            result_log.close()
-            optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
-        # Only a finished run drops every checkpoint: an interrupted one may go on with --resume.
-        janitor.finish()
-    log_incumbent(result)
+
+
+def restore_model(
+    optimizer: Master, settings: MasterSettings, run: PreparedRun, progress: ProgressReporter
+) -> tuple[int, int]:
+    """Feed the model (warm start, a resumed run's results) before the first sample; returns the iterations
+    left to run and the workers to wait for (none when a resumed run only lacks its final pickle)."""
+    try:
+        restored = prepare_model(optimizer, run.logged, run.warm, run.result_log, run.description.started)
+    except BaseException:
+        optimizer.shutdown()  # its dispatcher thread would keep the process alive
+        raise
+    if restored is None:
+        return settings.n_iterations, settings.min_workers
+    progress.finished = restored.results
+    n_iterations = max(0, settings.n_iterations - restored.iterations)
+    min_workers = 0 if n_iterations == 0 and not optimizer.active_iterations() else settings.min_workers
+    logger.info(
+        "resuming %s: %d results kept, %d iteration(s) rebuilt, %d job(s) to run again, %d new iteration(s)",
+        settings.run_dir, restored.results, restored.iterations, restored.rerun, n_iterations,
+    )  # fmt: skip
+    return n_iterations, min_workers
+
+
+def search(
+    optimizer: Master,
+    settings: MasterSettings,
+    run: PreparedRun,
+    progress: ProgressReporter,
+    *,
+    n_iterations: int,
+    min_workers: int,
+) -> Result:
+    """Run the iterations; then the JSON logs on disk, the pickle, ``run.json`` finished, workers stopped."""
+    counts = CountsPublisher(settings.run_dir, progress.live_counts)
+    counts.start()
+    try:
+        result = optimizer.run(n_iterations=n_iterations, min_n_workers=min_workers)
+        run.result_log.close()  # the JSON logs are on disk before the pickle that summarises them
+        # Saved before the workers are told to stop: a supervisor that reacts to their exit (compose's
+        # --abort-on-container-exit, a batch scheduler) may stop this process right after.
+        write_result_pickle(settings.run_dir / run_files.RESULT_PICKLE, result)
+        finished = replace(run.description, finished=time.time())
+        write_json_atomically(settings.run_dir / run_files.RUN_DESCRIPTION, finished.to_dict())
+    finally:
+        counts.stop()
+        run.result_log.close()
+        optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
     return result
 
 
