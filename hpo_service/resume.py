@@ -389,49 +389,13 @@ def restore(
     if time_ref is not None:
         master.time_ref = time_ref
         master.config["time_ref"] = time_ref
-    rerun = 0
     last = max(by_iteration, default=-1)
+    rerun = 0
     for index in range(last + 1):
-        iteration = master.get_next_iteration(index, {})
-        queue = deque(by_iteration.get(index, []))
-
-        handed: list[tuple[int, ...]] = []
-
-        def replay_sampler(
-            budget: Any, queue: deque[tuple[int, ...]] = queue, handed: list[tuple[int, ...]] = handed
-        ) -> tuple[Any, Any]:
-            if not queue:
-                raise _Exhausted
-            handed.append(queue.popleft())
-            return configs[handed[-1]]
-
-        iteration.config_sampler = replay_sampler
-        pending: list[tuple[int, ...]] = []
-        while True:
-            try:
-                step = iteration.get_next_run()
-            except _Exhausted:
-                break
-            if step is None:
-                break
-            config_id, config, budget = step
-            config_id = tuple(config_id)
-            logged = results.pop((config_id, round(float(budget), 9)), None)
-            if logged is None:
-                pending.append(config_id)
-            else:
-                iteration.register_result(logged_job(logged, config, budget))
-        unmatched = [config_id for config_id in handed if config_id not in iteration.data] + list(queue)
-        if unmatched:
-            raise RunDirectoryError(
-                f"{run.run_dir}: configs {unmatched} of iteration {index} do not replay (logs inconsistent "
-                "with the optimizer's settings)"
-            )
-        for config_id in pending:
-            iteration.data[config_id].status = "QUEUED"
-            iteration.num_running -= 1
-        rerun += len(pending)
-        iteration.config_sampler = master.config_generator.get_config
+        iteration, pending = _replay_iteration(
+            master, index, by_iteration.get(index, []), configs, results=results, run=run
+        )
+        rerun += pending
         iteration.result_logger = result_log
         master.iterations.append(iteration)
     if results:
@@ -439,8 +403,65 @@ def restore(
             f"{run.run_dir}: {len(results)} logged results do not replay, e.g. {next(iter(results))} "
             "(logs inconsistent with the optimizer's settings)"
         )
-    # The model sees every logged result, in the order they arrived; it is fitted once, at the last.
-    generator = master.config_generator
+    _feed_model(master.config_generator, run, configs, fit_model)
+    return Restored(iterations=last + 1, results=len(run.results), rerun=rerun)
+
+
+def _replay_iteration(
+    master: Any,
+    index: int,
+    config_ids: list[tuple[int, ...]],
+    configs: Mapping[tuple[int, ...], tuple[Any, Any]],
+    *,
+    results: dict[tuple[tuple[int, ...], float], list[Any]],
+    run: LoggedRun,
+) -> tuple[Any, int]:
+    """Iteration ``index`` rebuilt by HpBandSter's own iteration from its logged configurations, in order;
+    its results taken out of ``results``. Returns it with the number of its jobs that run again."""
+    iteration = master.get_next_iteration(index, {})
+    queue = deque(config_ids)
+    handed: list[tuple[int, ...]] = []
+
+    def replay_sampler(budget: Any) -> tuple[Any, Any]:
+        if not queue:
+            raise _Exhausted
+        handed.append(queue.popleft())
+        return configs[handed[-1]]
+
+    iteration.config_sampler = replay_sampler
+    pending: list[tuple[int, ...]] = []
+    while True:
+        try:
+            step = iteration.get_next_run()
+        except _Exhausted:
+            break
+        if step is None:
+            break
+        config_id, config, budget = step
+        config_id = tuple(config_id)
+        logged = results.pop((config_id, round(float(budget), 9)), None)
+        if logged is None:
+            pending.append(config_id)
+        else:
+            iteration.register_result(logged_job(logged, config, budget))
+    unmatched = [config_id for config_id in handed if config_id not in iteration.data] + list(queue)
+    if unmatched:
+        raise RunDirectoryError(
+            f"{run.run_dir}: configs {unmatched} of iteration {index} do not replay (logs inconsistent "
+            "with the optimizer's settings)"
+        )
+    for config_id in pending:  # handed out, no result: they run again
+        iteration.data[config_id].status = "QUEUED"
+        iteration.num_running -= 1
+    iteration.config_sampler = master.config_generator.get_config
+    return iteration, len(pending)
+
+
+def _feed_model(
+    generator: Any, run: LoggedRun, configs: Mapping[tuple[int, ...], tuple[Any, Any]], fit_model: bool
+) -> None:
+    """Every logged result to the config generator, in the order they arrived; fitted once, at the last. A
+    study's plan drops the jobs handed out before (they are not handed out again)."""
     for number, line in enumerate(run.results, start=1):
         config = configs[tuple(line[0])][0]
         generator.new_result(
@@ -448,12 +469,11 @@ def restore(
             update_model=number == len(run.results) and fit_model,
         )
     pending_plan = getattr(generator, "pending", None)
-    if isinstance(pending_plan, deque):  # a study's plan: jobs handed out before are not handed out again
+    if isinstance(pending_plan, deque):
         sampled = {_key(config) for config, _ in configs.values()}
         kept = [job for job in pending_plan if _key(job.config) not in sampled]
         pending_plan.clear()
         pending_plan.extend(kept)
-    return Restored(iterations=last + 1, results=len(run.results), rerun=rerun)
 
 
 def _key(config: Mapping[str, Any]) -> str:
