@@ -86,6 +86,11 @@ def run_worker(settings: WorkerSettings) -> int:
         time.monotonic() - started, data.name, name, precision.name, len(data.train_y), settings.run_id,
         address,
     )  # fmt: skip
+    return serve(worker)
+
+
+def serve(worker: TrainingWorker) -> int:
+    """Run ``worker`` until the master shuts it down or it gives up; the process exit code."""
     try:
         worker.run(background=False)
     except Pyro4.errors.PyroError as error:

@@ -316,17 +316,8 @@ def train_epoch(
             rate = learning_rate(first_step + step)
             for group in optimizer.param_groups:
                 group["lr"] = rate
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            loss = functional.cross_entropy(model(batch), targets.index_select(0, index))
-        if grad_scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            # Steps whose scaled gradients overflowed are skipped and the scale lowered, as fp16 needs.
-            grad_scaler.scale(loss).backward()
-            grad_scaler.step(optimizer)
-            grad_scaler.update()
+        labels = targets.index_select(0, index)
+        loss = training_step(model, optimizer, batch, labels, autocast=autocast, grad_scaler=grad_scaler)
         loss_sum += loss.detach()
         batches += 1
         samples += len(index)
@@ -334,6 +325,30 @@ def train_epoch(
             break
     _synchronize(inputs.device)
     return loss_sum.item() / batches, samples, batches
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    grad_scaler: torch.amp.GradScaler | None,
+) -> torch.Tensor:
+    """One forward pass (under ``autocast``), backward pass and update; returns the loss on the device."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+        loss = functional.cross_entropy(model(batch), labels)
+    if grad_scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        # Steps whose scaled gradients overflowed are skipped and the scale lowered, as fp16 needs.
+        grad_scaler.scale(loss).backward()
+        grad_scaler.step(optimizer)
+        grad_scaler.update()
+    return loss
 
 
 def evaluate(
