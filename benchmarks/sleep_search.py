@@ -267,14 +267,14 @@ def make_workers(spec: SearchSpec, run_id: str, host: str, port: int) -> list[An
     from hpbandster.core.worker import Worker
 
     from hpo_service.hpbandster.worker import ServiceWorker
-    from hpo_service.records import EvaluationResult
+    from hpo_service.records import EvaluationResult, JobRequest
 
     quiet = logging.getLogger("hpbandster.worker")
 
     class OurSleeper(ServiceWorker):
-        def evaluate(self, config_id: Any, config: dict[str, Any], budget: float) -> EvaluationResult:
-            time.sleep(sleep_seconds(spec, budget))
-            return EvaluationResult(loss=loss_of(config, budget), info={"worker": self.name})
+        def evaluate(self, job: JobRequest) -> EvaluationResult:
+            time.sleep(sleep_seconds(spec, job.budget))
+            return EvaluationResult(loss=loss_of(dict(job.config), job.budget), info={"worker": self.name})
 
     class StockSleeper(Worker):
         def compute(self, config: dict[str, Any], budget: float, **kwargs: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The records that cross the process boundary between master and workers.
 
-A job goes out as (config_id, config, budget); a result comes back as HpBandSter's
-``{"loss": float, "info": dict}``. Both hold builtins only (see :mod:`hpo_service.wire`).
-``info`` always carries ``status`` and ``reason`` so a failure is a recorded result, not silence.
+A job goes out as (config_id, config, budget), which a worker reads as a :class:`JobRequest`; a result
+comes back as HpBandSter's ``{"loss": float, "info": dict}`` (an :class:`EvaluationResult`). Both hold
+builtins only (see :mod:`hpo_service.wire`). ``info`` always carries ``status`` and ``reason`` so a
+failure is a recorded result, not silence.
 """
 
 from __future__ import annotations
@@ -31,6 +32,21 @@ class JobStatus(str, enum.Enum):
 
 # The loss reported for a configuration that failed: the worst possible validation error.
 WORST_LOSS = 1.0
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job as a worker receives it: which configuration (HpBandSter's id: iteration, bracket, index),
+    its hyperparameter values and the budget in epochs. The wire carries the three as builtins."""
+
+    config_id: tuple[int, int, int]
+    config: Mapping[str, Any]
+    budget: float
+
+    @classmethod
+    def from_wire(cls, config_id: Any, config: Any, budget: Any) -> JobRequest:
+        first, second, third = (int(part) for part in config_id)
+        return cls((first, second, third), dict(config), float(budget))
 
 
 @dataclass(frozen=True)

@@ -186,16 +186,16 @@ class StockProbeWorker(Worker):
 
 def fixed_worker_class() -> type[Worker]:
     from hpo_service.hpbandster.worker import ServiceWorker
-    from hpo_service.records import EvaluationResult
+    from hpo_service.records import EvaluationResult, JobRequest
 
     class FixedProbeWorker(ServiceWorker):
         def __init__(self, run_id: str, behaviour: Behaviour, **kwargs: Any) -> None:
             super().__init__(run_id, worker_logger=logging.getLogger(f"worker.{behaviour.name}"), **kwargs)
             self.behaviour = behaviour
 
-        def evaluate(self, config_id: Any, config: dict[str, Any], budget: float) -> EvaluationResult:
+        def evaluate(self, job: JobRequest) -> EvaluationResult:
             return EvaluationResult(
-                loss=self.behaviour.loss(config, budget), info={"worker": self.behaviour.name}
+                loss=self.behaviour.loss(dict(job.config), job.budget), info={"worker": self.behaviour.name}
             )
 
         @Pyro4.expose

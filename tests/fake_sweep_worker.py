@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hpo_service.records import EvaluationResult
+from hpo_service.records import EvaluationResult, JobRequest
 from tests.fake_worker import FakeWorker, fake_loss, main
 
 WORKER_SEED = 99
@@ -25,7 +25,8 @@ def sweep_loss(config: dict[str, Any], budget: float, seed: int) -> float:
 
 
 class SeededFakeWorker(FakeWorker):
-    def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
+    def evaluate(self, job: JobRequest) -> EvaluationResult:
+        config, budget = job.config, job.budget
         time.sleep(self.sleep)
         seed = int(config.get("seed", WORKER_SEED))
         loss = sweep_loss(config, budget, seed)

@@ -21,7 +21,7 @@ from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
-from hpo_service.records import EvaluationResult
+from hpo_service.records import EvaluationResult, JobRequest
 from hpo_service.tls import in_run_dir
 
 
@@ -37,9 +37,10 @@ class FakeWorker(ServiceWorker):
         self.sleep = sleep
         self.name = name
 
-    def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
+    def evaluate(self, job: JobRequest) -> EvaluationResult:
         time.sleep(self.sleep)
-        loss = fake_loss(config, budget)
+        budget = job.budget
+        loss = fake_loss(dict(job.config), budget)
         info = {
             "test_error": np.float64(loss + 0.01),
             "epochs_trained": np.int64(round(budget)),

@@ -24,6 +24,7 @@ from hpo_service.checkpoint_files import (
     config_directory,
     parse_config_directory,
 )
+from hpo_service.records import JobRequest
 from launch import container
 from workers.continuation import ContinuationSource, budget_to_epochs
 from workers.data import DatasetTensors, load_dataset
@@ -207,10 +208,10 @@ def test_a_promoted_job_resumes_and_ends_where_an_uninterrupted_job_ends(
 ) -> None:
     write_run_json(tmp_path)
     worker = make_worker(digits, ContinuationSource(tmp_path))
-    first = worker.evaluate((0, 0, 1), dict(CONFIG), 1.0).to_wire()
+    first = worker.evaluate(JobRequest((0, 0, 1), dict(CONFIG), 1.0)).to_wire()
     assert checkpoint_path(tmp_path, (0, 0, 1), 1).is_file()
 
-    promoted = worker.evaluate((0, 0, 1), dict(CONFIG), 2.9999999999999996).to_wire()
+    promoted = worker.evaluate(JobRequest((0, 0, 1), dict(CONFIG), 2.9999999999999996)).to_wire()
 
     info = promoted["info"]
     assert info["resumed_from_budget"] == 1 and first["info"]["resumed_from_budget"] is None
@@ -221,7 +222,7 @@ def test_a_promoted_job_resumes_and_ends_where_an_uninterrupted_job_ends(
     assert sorted(path.name for path in config_directory(tmp_path, (0, 0, 1)).iterdir()) == ["3.pt"]
     # A worker that cannot resume (no shared run dir) but plans the same horizon trains the same network.
     straight = make_worker(digits, ContinuationSource(None, max_budget=9)).evaluate(
-        (7, 0, 0), dict(CONFIG), 3
+        JobRequest((7, 0, 0), dict(CONFIG), 3)
     )
     straight_info = straight.to_wire()["info"]
     assert straight_info["resumed_from_budget"] is None and straight_info["epochs_trained"] == 3
@@ -233,9 +234,9 @@ def test_a_promoted_job_resumes_and_ends_where_an_uninterrupted_job_ends(
 def test_the_largest_budget_saves_no_checkpoint(digits: DatasetTensors, tmp_path: Path) -> None:
     write_run_json(tmp_path, max_budget=2)
     worker = make_worker(digits, ContinuationSource(tmp_path))
-    worker.evaluate((0, 0, 0), dict(CONFIG), 1.0)
+    worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 1.0))
     assert checkpoint_path(tmp_path, (0, 0, 0), 1).is_file()
-    worker.evaluate((0, 0, 0), dict(CONFIG), 2.0)
+    worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 2.0))
     # Nothing resumes from the largest budget: nothing saved, and the smaller budget's state is gone too.
     assert list(config_directory(tmp_path, (0, 0, 0)).iterdir()) == []
 
@@ -250,7 +251,7 @@ def test_a_damaged_checkpoint_means_training_from_scratch(
     worker = make_worker(digits, ContinuationSource(tmp_path))
 
     with caplog.at_level(logging.WARNING):
-        result = worker.evaluate((0, 0, 4), dict(CONFIG), 3.0).to_wire()
+        result = worker.evaluate(JobRequest((0, 0, 4), dict(CONFIG), 3.0)).to_wire()
 
     info = result["info"]
     assert info["status"] == "ok" and info["resumed_from_budget"] is None
@@ -275,8 +276,8 @@ def test_continuation_off_trains_each_budget_on_its_own(
 ) -> None:
     write_run_json(tmp_path, **run_json)
     worker = make_worker(digits, ContinuationSource(tmp_path, enabled=worker_enabled))
-    worker.evaluate((0, 0, 0), dict(CONFIG), 1.0)
-    result = worker.evaluate((0, 0, 0), dict(CONFIG), 3.0).to_wire()
+    worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 1.0))
+    result = worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 3.0)).to_wire()
     assert result["info"]["resumed_from_budget"] is None
     assert result["info"]["schedule_epochs"] == expected_horizon
     assert not checkpoint_root(tmp_path).exists()

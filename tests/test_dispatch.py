@@ -27,7 +27,7 @@ from hpo_service.hpbandster.optimizers import FixedBOHB, FixedRandomSearch
 from hpo_service.hpbandster.result_log import JsonResultLogger
 from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.nameserver import LocalNameserver, NameserverAddress
-from hpo_service.records import EvaluationResult
+from hpo_service.records import EvaluationResult, JobRequest
 from hpo_service.space import build_space, dataset_input_shape, default_space
 from hpo_service.wire import to_builtins
 from tests.conftest import wait_for
@@ -124,9 +124,11 @@ class StockOnBuiltins(RandomSearch):
 
 
 class Sleeper(ServiceWorker):
-    def evaluate(self, config_id: Any, config: dict[str, Any], budget: float) -> EvaluationResult:
+    def evaluate(self, job: JobRequest) -> EvaluationResult:
         time.sleep(0.05)
-        return EvaluationResult(loss=known_loss(config, budget), info={"worker": self.worker_id})
+        return EvaluationResult(
+            loss=known_loss(dict(job.config), job.budget), info={"worker": self.worker_id}
+        )
 
 
 def share_of_prefetched_jobs(optimizer_class: type, nameserver: NameserverAddress, run_id: str) -> float:

@@ -13,7 +13,7 @@ import pytest
 import serpent
 
 from hpo_service.pyro_setup import configure_pyro
-from hpo_service.records import EvaluationResult, JobStatus
+from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from hpo_service.wire import budget_to_builtin, json_safe, to_builtins
 
 BUILTIN_TYPES = (str, int, float, bool, type(None))
@@ -145,3 +145,11 @@ def test_non_finite_loss_becomes_a_failed_result_with_the_worst_loss() -> None:
     assert wire["loss"] == 1.0
     assert wire["info"]["status"] == JobStatus.FAILED.value
     assert wire["info"]["reason"] == "non-finite loss"
+
+
+def test_a_job_from_the_wire_is_a_typed_record() -> None:
+    job = JobRequest.from_wire([1, 0, np.int64(2)], {"learning_rate": 0.1}, np.float64(3.0))
+    assert job == JobRequest((1, 0, 2), {"learning_rate": 0.1}, 3.0)
+    assert type(job.budget) is float and all(type(part) is int for part in job.config_id)
+    with pytest.raises(ValueError):
+        JobRequest.from_wire([1, 0], {}, 1.0)  # not an HpBandSter id: the worker records an error result

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from hpo_service.hpbandster.worker import ServiceWorker
-from hpo_service.records import EvaluationResult, JobStatus
+from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from workers.checkpoints import CheckpointError, TrainingState, run_identity
 from workers.continuation import ContinuationPlan, ContinuationSource, budget_to_epochs
 from workers.data import DatasetTensors
@@ -55,8 +55,9 @@ class TrainingWorker(ServiceWorker):
         self.continuation = continuation or ContinuationSource(None, enabled=False)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
 
-    def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
-        epochs = budget_to_epochs(budget)
+    def evaluate(self, job: JobRequest) -> EvaluationResult:
+        config_id, config = job.config_id, dict(job.config)
+        epochs = budget_to_epochs(job.budget)
         plan = self.continuation.plan()
         context: dict[str, Any] = {
             "dataset": self.data.name,

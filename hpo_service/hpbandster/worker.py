@@ -13,7 +13,7 @@ import Pyro4
 from hpbandster.core.worker import Worker
 
 from hpo_service.hpbandster.membership import Membership, NameserverSource
-from hpo_service.records import EvaluationResult, JobStatus
+from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from hpo_service.wire import to_builtins
 
 # Seconds a worker waits for its run's master (or a lost nameserver) before it gives up and exits.
@@ -60,14 +60,14 @@ class ServiceWorker(Worker):
             self.logger.warning("job %s: the master asked to stop it (job timeout)", self._current_job)
             self._cancelled.set()
 
-    def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
+    def evaluate(self, job: JobRequest) -> EvaluationResult:
         raise NotImplementedError
 
     def compute(self, config_id: Any, config: Any, budget: Any, working_directory: Any) -> dict[str, Any]:
         self._current_job = tuple(config_id)
         self._cancelled.clear()
         try:
-            result = self.evaluate(tuple(config_id), dict(config), float(budget))
+            result = self.evaluate(JobRequest.from_wire(config_id, config, budget))
         except Exception as error:  # any fault must still produce a result for the master
             self.logger.exception("job %s raised", config_id)
             result = EvaluationResult.failure(

@@ -10,7 +10,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hpo_service.records import EvaluationResult  # noqa: E402
+from hpo_service.records import EvaluationResult, JobRequest  # noqa: E402
 from tests.fake_worker import FakeWorker, fake_loss, main  # noqa: E402
 
 
@@ -22,10 +22,10 @@ def fake_curve(config: dict[str, Any], budget: float) -> list[float]:
 
 
 class CurveWorker(FakeWorker):
-    def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
-        result = super().evaluate(config_id, config, budget)
+    def evaluate(self, job: JobRequest) -> EvaluationResult:
+        result = super().evaluate(job)
         info = dict(result.info)
-        info["validation_error_per_epoch"] = fake_curve(config, budget)
+        info["validation_error_per_epoch"] = fake_curve(dict(job.config), job.budget)
         return EvaluationResult(loss=result.loss, info=info)
 
 

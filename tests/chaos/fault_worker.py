@@ -37,7 +37,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from hpo_service.records import EvaluationResult, JobStatus
+from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from tests.fake_worker import FakeWorker
 from tests.fake_worker import main as fake_worker_main
 
@@ -89,8 +89,8 @@ class FaultWorker(FakeWorker):
             handle.write(line + "\n")
             handle.flush()
 
-    def evaluate(self, config_id: tuple[int, ...], config: dict[str, Any], budget: float) -> EvaluationResult:
-        job = list(config_id)
+    def evaluate(self, request: JobRequest) -> EvaluationResult:
+        job, budget = list(request.config_id), request.budget
         poisoned = self.options.faults / POISONED
         if poisoned.is_file() and [job, budget] in map(json.loads, poisoned.read_text().splitlines()):
             self.record(event="start", job=job, budget=budget, fault="poison", again=True)
@@ -103,9 +103,9 @@ class FaultWorker(FakeWorker):
             os.kill(os.getpid(), signal.SIGKILL)
         outcome: dict[str, Any] = {}
         try:
-            result = self.inject(fault, config_id, config, budget, outcome) if fault else None
+            result = self.inject(fault, request, outcome) if fault else None
             if result is None:
-                result = super().evaluate(config_id, config, budget)
+                result = super().evaluate(request)
         except BaseException as error:
             self.record(event="end", job=job, budget=budget, fault=fault, raised=repr(error), **outcome)
             raise
@@ -115,14 +115,7 @@ class FaultWorker(FakeWorker):
         )  # fmt: skip
         return result
 
-    def inject(
-        self,
-        fault: str,
-        config_id: tuple[int, ...],
-        config: dict[str, Any],
-        budget: float,
-        outcome: dict[str, Any],
-    ) -> EvaluationResult | None:
+    def inject(self, fault: str, request: JobRequest, outcome: dict[str, Any]) -> EvaluationResult | None:
         if fault == "nan":
             time.sleep(self.sleep)
             return EvaluationResult(loss=float("nan"), info={"worker": self.name})
@@ -132,14 +125,12 @@ class FaultWorker(FakeWorker):
             import torch
 
             message = "CUDA out of memory. Tried to allocate 20.00 GiB (simulated by the chaos suite)"
-            return self.through_training_worker(
-                config_id, config, budget, torch.cuda.OutOfMemoryError(message)
-            )
+            return self.through_training_worker(request, torch.cuda.OutOfMemoryError(message))
         if fault == "unbuildable":
             from workers.models import ModelBuildError
 
             message = "the feature map collapses below 1x1 after conv layer 3 (simulated by the chaos suite)"
-            return self.through_training_worker(config_id, config, budget, ModelBuildError(message))
+            return self.through_training_worker(request, ModelBuildError(message))
         if fault == "hang":
             started = time.monotonic()
             while time.monotonic() - started < self.options.hang_limit:
@@ -164,9 +155,7 @@ class FaultWorker(FakeWorker):
             return bool(is_set())
         return bool(flag()) if callable(flag) else bool(flag)
 
-    def through_training_worker(
-        self, config_id: tuple[int, ...], config: dict[str, Any], budget: float, error: BaseException
-    ) -> EvaluationResult:
+    def through_training_worker(self, request: JobRequest, error: BaseException) -> EvaluationResult:
         """The real worker's evaluate(), whose training step raises ``error``: its own exception mapping."""
         from workers.continuation import ContinuationSource
         from workers.worker import TrainingWorker
@@ -183,7 +172,7 @@ class FaultWorker(FakeWorker):
             raise error
 
         shim._train = train  # type: ignore[method-assign]
-        return TrainingWorker.evaluate(shim, config_id, config, budget)
+        return TrainingWorker.evaluate(shim, request)
 
 
 def main(argv: list[str] | None = None) -> int:
