@@ -1,6 +1,6 @@
 """Master time per BOHB sample: HpBandSter's config generator against ours (``FastBOHBGenerator``), on the
-same seeded sequence of samples and results (``tests/test_dispatch.py`` checks that both pick the same
-configurations; this measures the time, which a test on a shared machine cannot).
+same seeded sequence of samples and results (``tests/integration/test_dispatch.py`` checks that both pick the
+same configurations; this measures the time, which a test on a shared machine cannot).
 
     .venv/bin/python benchmarks/bohb_sampler.py            # default and lenet5 spaces, 90 samples each
 """
@@ -21,7 +21,7 @@ from hpbandster.optimizers.config_generators.bohb import BOHB as StockBOHBGenera
 
 from hpo_service.hpbandster.bohb_generator import FastBOHBGenerator  # noqa: E402
 from hpo_service.space import build_space, dataset_input_shape, default_space  # noqa: E402
-from tests.test_dispatch import sample_in_lockstep  # noqa: E402
+from tests.integration.test_dispatch import sample_in_lockstep  # noqa: E402
 
 SPACES = {
     "default": lambda: default_space(seed=3),

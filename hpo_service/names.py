@@ -1,7 +1,7 @@
 """The names the command lines offer as choices (optimizers, search-space presets), in a module that imports
 nothing, so that ``--help`` and argument errors answer without loading HpBandSter or ConfigSpace. The
 registries (``hpo_service.hpbandster.optimizers.OPTIMIZERS``, ``hpo_service.presets.PRESETS``) hold the
-same names; ``tests/test_fast_starts.py`` checks that they agree."""
+same names; ``tests/integration/test_fast_starts.py`` checks that they agree."""
 
 from __future__ import annotations
 

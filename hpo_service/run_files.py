@@ -2,7 +2,7 @@
 
 Writers and readers (the master, workers, launchers, ``analysis`` and its dashboard) take the names from
 here; ``docs/architecture.md`` ("Run directory") gives each one's writer, format and readers, and
-``tests/test_run_files.py`` checks that the table and this module name the same files. Plain constants:
+``tests/unit/test_run_files.py`` checks that the table and this module name the same files. Plain constants:
 importing this costs nothing, so ``analysis`` may import it too.
 """
 

@@ -4,8 +4,8 @@ Each case runs ``python -m MODULE ARGS`` as a subprocess in a fresh temporary di
 run dirs land there too), 127.0.0.1 only, with a short timeout; every case must fail in validation, before
 any search starts. Printed: a Markdown table with the exit code, the message (the last line of stderr:
 argparse puts its usage line first) and, where the case involves files that already exist, whether they are
-byte-for-byte unchanged afterwards. ``tests/test_bad_inputs.py`` runs the same cases and asserts exit
-code 2, a fragment of the message and untouched files.
+byte-for-byte unchanged afterwards. ``tests/integration/test_bad_inputs.py`` runs the same cases and asserts
+exit code 2, a fragment of the message and untouched files.
 
     .venv/bin/python scripts/bad_inputs.py            # the table
     .venv/bin/python scripts/bad_inputs.py --only 3 7  # some cases, with their whole stderr

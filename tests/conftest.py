@@ -117,7 +117,7 @@ def master_command(run_dir: Path, run_id: str, *extra: str) -> list[str]:
 def fake_worker_command(run_dir: Path, run_id: str, *extra: str) -> list[str]:
     return [
         sys.executable,
-        str(REPO / "tests" / "fake_worker.py"),
+        str(REPO / "tests" / "support" / "fake_worker.py"),
         "--run-id",
         run_id,
         "--run-dir",

@@ -4,8 +4,8 @@ Importing scikit-learn costs a worker 1.2-1.4 s of CPU (measured on the 2-core d
 every worker of a run pays it at once when it starts: with four workers on two cores that alone held the
 first job back by about 2 s. The digits ship as a CSV file in scikit-learn's package data, which numpy
 reads in milliseconds; the split reproduces ``train_test_split(..., stratify=labels, random_state=seed)``
-exactly (the same images in each split for every seed: ``tests/test_data.py`` compares them), so runs
-made before keep their splits and resume unchanged.
+exactly (the same images in each split for every seed: ``tests/integration/test_data.py`` compares them), so
+runs made before keep their splits and resume unchanged.
 """
 
 from __future__ import annotations

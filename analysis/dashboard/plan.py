@@ -2,7 +2,7 @@
 
 The same arithmetic as ``hpo_service.hpbandster.optimizers.planned_jobs`` (HpBandSter's successive-halving
 brackets), written again here because ``analysis`` must not import ``hpo_service`` (it imports
-HpBandSter and Pyro4); ``tests/test_dashboard.py`` checks that both agree.
+HpBandSter and Pyro4); ``tests/integration/test_dashboard.py`` checks that both agree.
 """
 
 from __future__ import annotations

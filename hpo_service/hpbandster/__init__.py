@@ -2,9 +2,10 @@
 ``dispatch``, ``bohb_generator``, ``optimizers``, ``result_log``) and the worker side (``worker``,
 ``membership``) in separate modules, so that a worker imports nothing of the master's.
 
-Each fix names the upstream failure it prevents; ``tests/test_hpbandster_fixes.py``,
-``tests/test_deadlocks.py`` (the dispatcher's single-fault deadlocks, each hanging on stock HpBandSter),
-``tests/test_dispatch.py`` and ``tests/test_failures.py`` reproduce each failure and show the fix.
+Each fix names the upstream failure it prevents; ``tests/integration/test_hpbandster_fixes.py``,
+``tests/integration/test_deadlocks.py`` (the dispatcher's single-fault deadlocks, each hanging on stock
+HpBandSter), ``tests/integration/test_dispatch.py`` and ``tests/integration/test_failures.py`` reproduce each
+failure and show the fix.
 
 1. Numpy values on the wire (numpy 2 / ConfigSpace 1.x): configurations become builtins as they leave
    the config generator (so the logs and the final ``Result`` hold them too), budgets in
@@ -28,7 +29,7 @@ Each fix names the upstream failure it prevents; ``tests/test_hpbandster_fixes.p
 7. Worker names are host name + pid: two containers on the host network (same host name, both pid 7)
    register under one name and one of them never gets a job: :class:`worker.ServiceWorker` adds a random id.
 
-Idle workers (``tests/test_dispatch.py``; effect measured by ``benchmarks/dispatch.py``):
+Idle workers (``tests/integration/test_dispatch.py``; effect measured by ``benchmarks/dispatch.py``):
 
 8. Upstream keeps no job waiting (``job_queue_sizes=(-1, 0)``): a worker that reports a result waits until
    the master has processed it and sampled the next configuration. :class:`master.FixedMaster` keeps

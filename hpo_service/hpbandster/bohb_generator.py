@@ -11,7 +11,7 @@ that frees up waits for it.
 (scipy's truncated normal consumes one uniform per draw and maps it through its inverse CDF), then evaluates
 the inverse CDF and both kernel density estimates for all candidates at once with numpy. Given the same
 model and generator state it returns the same configuration as HpBandSter's ``get_config`` and leaves the
-generator in the same state (``tests/test_dispatch.py`` checks both). The unusual paths (no
+generator in the same state (``tests/integration/test_dispatch.py`` checks both). The unusual paths (no
 model yet, the random-fraction draw, NaN in the model's data, a non-finite acquisition value) run
 HpBandSter's own code with the generator state restored; a model pick that ConfigSpace refuses (a forbidden
 combination) becomes a random configuration exactly as upstream makes it.

@@ -11,7 +11,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hpo_service.records import EvaluationResult, JobRequest  # noqa: E402
-from tests.fake_worker import FakeWorker, fake_loss, main  # noqa: E402
+from tests.support.fake_worker import FakeWorker, fake_loss, main  # noqa: E402
 
 
 def fake_curve(config: dict[str, Any], budget: float) -> list[float]:

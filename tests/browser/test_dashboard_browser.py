@@ -19,7 +19,7 @@ from analysis.load import load_run
 from tests.browser.chromium import browser_page, missing_reason
 from tests.browser.curve_worker import fake_curve
 from tests.conftest import REPO, ProcessRun, master_command, result_lines, wait_for
-from tests.dashboard_runs import HOSTILE_NAME, HOSTILE_VALUE, write_hostile_run
+from tests.support.dashboard_runs import HOSTILE_NAME, HOSTILE_VALUE, write_hostile_run
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,8 +1,8 @@
 """A fake worker that injects faults on demand: the chaos suite's worker process.
 
 Run as ``python tests/chaos/fault_worker.py --run-id ID --run-dir DIR --faults FAULTS --state STATE
-[--sleep S] [--name NAME]``; every other option is :func:`tests.fake_worker.main`'s, which builds and runs
-the worker (so this worker finds the nameserver exactly as the plain fake worker does).
+[--sleep S] [--name NAME]``; every other option is :func:`tests.support.fake_worker.main`'s, which builds and
+runs the worker (so this worker finds the nameserver exactly as the plain fake worker does).
 
 Faults are files the test drops into ``FAULTS``: ``KIND`` or ``KIND.anything``. The first job that starts
 after a file appears takes it (an atomic rename into ``FAULTS/taken``, so each file is taken by one job
@@ -38,8 +38,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from hpo_service.records import EvaluationResult, JobRequest, JobStatus
-from tests.fake_worker import FakeWorker
-from tests.fake_worker import main as fake_worker_main
+from tests.support.fake_worker import FakeWorker
+from tests.support.fake_worker import main as fake_worker_main
 
 FAULT_KINDS = ("nan", "oom", "error", "unbuildable", "hang", "slow", "poison")
 TAKEN = "taken"

@@ -17,7 +17,7 @@ from hpo_service.sweeps.options import SweepOptions, add_sweep_arguments, sweep_
 from hpo_service.sweeps.plan import build_plan
 from hpo_service.sweeps.space_edit import prune
 from hpo_service.sweeps.values import parse_values
-from tests.sweep_runs import write_study_run
+from tests.support.sweep_runs import write_study_run
 
 DIGITS = (1, 8, 8)
 

@@ -13,7 +13,12 @@ from analysis import load_run
 from analysis.__main__ import main
 from analysis.provenance import LossDistribution, format_provenance, model_provenance
 from analysis.report import write_report
-from tests.analysis_runs import planted_loss, sample_configs, write_ours_run, write_plain_hpbandster_run
+from tests.support.analysis_runs import (
+    planted_loss,
+    sample_configs,
+    write_ours_run,
+    write_plain_hpbandster_run,
+)
 
 COUNT = 20
 FIRST_MODEL = 12

@@ -25,7 +25,7 @@ from hpbandster.core.dispatcher import Dispatcher, Job
 from hpo_service.hpbandster.dispatch import ServiceDispatcher
 from hpo_service.nameserver import LocalNameserver
 from tests.conftest import REPO
-from tests.test_dispatch import probe_all
+from tests.integration.test_dispatch import probe_all
 
 
 class PooledWorker:

@@ -18,9 +18,9 @@ from analysis.dashboard.follow import LineFollower, RunFollower
 from analysis.dashboard.plan import planned_jobs
 from analysis.data import RunMetadata
 from analysis.load import parse_result_line
-from tests.analysis_runs import write_ours_run
 from tests.conftest import REPO
-from tests.dashboard_runs import (
+from tests.support.analysis_runs import write_ours_run
+from tests.support.dashboard_runs import (
     HOSTILE_NAME,
     HOSTILE_VALUE,
     get_json,
@@ -253,7 +253,7 @@ def test_a_job_submitted_before_all_others_resets_the_page_to_the_new_time_origi
 def test_serving_every_endpoint_imports_no_torch_pyro_or_pyplot(tmp_path: Path) -> None:
     run_dir = write_ours_run(tmp_path / "run", count=12)
     probe = (
-        "import sys; from pathlib import Path; from tests.dashboard_runs import served, get_json\n"
+        "import sys; from pathlib import Path; from tests.support.dashboard_runs import served, get_json\n"
         "with served([Path(sys.argv[1])]) as server:\n"
         "    for path in ('/api/runs', '/api/jobs?run=run', '/api/charts?run=run', '/api/compare',\n"
         "                 '/api/curves?run=run&config=0_0_1', '/api/importance?run=run'):\n"

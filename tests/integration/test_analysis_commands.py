@@ -19,9 +19,9 @@ from analysis import load_run
 from analysis.__main__ import main
 from analysis.report import write_report
 from analysis.watch import INCUMBENT_PLOT, WORKERS_PLOT, WatchSettings, refresh, status_line, watch
-from tests.analysis_runs import write_ours_run, write_plain_hpbandster_run
+from tests.support.analysis_runs import write_ours_run, write_plain_hpbandster_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from analysis.__main__ import main as analysis_main
 from tests.conftest import REPO, ProcessRun, master_command, result_lines, wait_for
-from tests.fake_sweep_worker import sweep_loss
+from tests.support.fake_sweep_worker import sweep_loss
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ GRID = ["--optimizer", "grid", "--vary", "lr=0.1,0.01", "--vary", "batch_size=16
 
 
 def sweep_worker_command(run_dir: Path, run_id: str, *extra: str) -> list[str]:
-    script = str(REPO / "tests" / "fake_sweep_worker.py")
+    script = str(REPO / "tests" / "support" / "fake_sweep_worker.py")
     return [sys.executable, script, "--run-id", run_id, "--run-dir", str(run_dir), *extra]
 
 

@@ -3,7 +3,7 @@ Pyro4, TLS without a certificate, a certificate from another CA) nobody can regi
 dispatcher, read or remove the nameserver's entries or shut a worker down. Real processes on 127.0.0.1.
 
 TLS is configured per process (Pyro4 caches its SSL contexts), so every TLS client here is a subprocess
-(``tests/pyro_client.py``) and this test process never turns TLS on.
+(``tests/support/pyro_client.py``) and this test process never turns TLS on.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from workers.settings import WorkerSettings
 RUN_ID = "test-security"
 SEARCH = ("--optimizer", "hyperband", "--min-budget", "1", "--max-budget", "3", "--eta", "3",
           "--n-iterations", "1", "--ping-interval", "1")  # fmt: skip
-CLIENT = str(REPO / "tests" / "pyro_client.py")
+CLIENT = str(REPO / "tests" / "support" / "pyro_client.py")
 # What a refused connection looks like to the client: the server closes it during or right after the TLS
 # handshake (plain Pyro4 gets no answer at all to its first message).
 TLS_REFUSALS = ("CERTIFICATE_REQUIRED", "UNKNOWN_CA", "EOF occurred in violation of protocol")

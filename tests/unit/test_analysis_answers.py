@@ -32,8 +32,8 @@ from analysis.space import (
     run_parameters,
 )
 from analysis.workers import worker_timeline
-from tests.analysis_runs import write_ours_run, write_plain_hpbandster_run
-from tests.test_analysis import JOBS, write_run_dir
+from tests.integration.test_analysis import JOBS, write_run_dir
+from tests.support.analysis_runs import write_ours_run, write_plain_hpbandster_run
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A worker process with a fast fake training function, for tests where the optimizer is under test.
 
 The loss is a known function of the configuration and the budget, and ``info`` deliberately holds numpy
-values: the wire layer must convert them. Run as ``python tests/fake_worker.py --run-id ID --run-dir DIR``.
+values: the wire layer must convert them. Run as ``python tests/support/fake_worker.py --run-id ID --run-dir
+DIR``.
 """
 
 from __future__ import annotations

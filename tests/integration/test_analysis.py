@@ -24,7 +24,7 @@ from analysis.data import JobRecord
 from analysis.incumbents import ANY_BUDGET, MAX_BUDGET
 from analysis.plots import UnsupportedFormatError, plot_incumbents, step_points
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Wall-clock time of the first submission; the loaded times are relative to it.
 T0 = 1_700_000_000.0
 

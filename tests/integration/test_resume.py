@@ -40,7 +40,7 @@ def start_workers(
     for index in range(count):
         command = fake_worker_command(run_dir, RUN_ID, "--sleep", str(sleep))
         if script:
-            command[1] = str(REPO / "tests" / script)
+            command[1] = str(REPO / "tests" / "support" / script)
         workers.append(process_run.start(f"{name}-worker{index}", command))
     return workers
 
@@ -262,7 +262,7 @@ def test_a_line_that_is_no_result_is_refused(tmp_path: Path) -> None:
 
 def test_restore_rebuilds_the_interrupted_iteration_and_warm_starts_bohb(tmp_path: Path) -> None:
     """The crashed run (result None) reaches BOHB's model as crashed (upstream: ufunc isfinite, #32/#95,
-    reproduced in ``tests/test_deadlocks.py``, scenario warm-start-over-crashed-run);
+    reproduced in ``tests/integration/test_deadlocks.py``, scenario warm-start-over-crashed-run);
     the run's config without a result runs again under its id; the third config is not re-sampled."""
     from hpo_service.hpbandster.optimizers import create_optimizer
     from hpo_service.nameserver import LocalNameserver

@@ -15,7 +15,7 @@ import pytest
 # setup (the module fixture), hence a timeout above the suite's 120 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bad_inputs.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bad_inputs.py"
 
 
 def load_survey() -> ModuleType:

@@ -12,8 +12,8 @@ from analysis import load_run
 from analysis.__main__ import main
 from analysis.space import CATEGORICAL
 from analysis.sweep import LOG, NotAStudyError, sweep_study
-from tests.analysis_runs import write_ours_run
-from tests.sweep_runs import write_study_run
+from tests.support.analysis_runs import write_ours_run
+from tests.support.sweep_runs import write_study_run
 
 RATES = [0.1, 0.01, 0.001, 0.0001]
 
@@ -97,5 +97,5 @@ def test_a_run_that_is_no_study_is_refused_in_one_line(
 
 def test_the_analysis_of_studies_does_not_import_torch() -> None:
     code = "import sys, analysis.sweep, analysis.plot_sweep; sys.exit('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], check=False)
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], check=False)
     assert done.returncode == 0

@@ -327,7 +327,7 @@ def test_a_resumed_warm_started_run_feeds_both_and_logs_neither_again(tmp_path: 
 
 
 def test_a_grid_warm_starts_with_its_seeds_dropped_and_its_budget_mapped(tmp_path: Path) -> None:
-    from tests.sweep_runs import write_study_run
+    from tests.support.sweep_runs import write_study_run
 
     grid = write_study_run(
         tmp_path / "grid", {"learning_rate": [0.1, 0.01, 0.001], "optimizer": ["sgd", "adam"]}, kind="grid",

@@ -25,7 +25,8 @@ from workers.trainer import (
 )
 
 CPU = torch.device("cpu")
-# A small MLP keeps each run to a fraction of a second; the conv path is covered by tests/test_trainer.py.
+# A small MLP keeps each run to a fraction of a second; the conv path is covered by
+# tests/unit/test_trainer.py.
 SMALL = {"conv_layers": 0, "batch_size": 32, "learning_rate": 0.01}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("hpo_service", "workers", "launch", "analysis")
 # hpo_service's modules that only the master uses; workers must not import them (docs/architecture.md).
 MASTER_SIDE = (

@@ -14,7 +14,7 @@ import torch
 
 import workers.data
 from hpo_service.run_spec import OPTIONS as RUN_OPTIONS
-from tests.test_data import N_TEST, N_TRAIN, write_mnist
+from tests.integration.test_data import N_TEST, N_TRAIN, write_mnist
 from workers import cifar
 from workers.__main__ import DATASET_CHOICES
 from workers.data import DATASETS, DatasetError, load_dataset

@@ -14,7 +14,7 @@ from typing import Any
 from analysis.dashboard.feed import Feed
 from analysis.dashboard.registry import RunRegistry, check_root
 from analysis.dashboard.server import DashboardServer, ServeSettings
-from tests.analysis_runs import T0
+from tests.support.analysis_runs import T0
 
 HOSTILE_VALUE = "<script>alert(1)</script>"
 HOSTILE_NAME = "<b>run<img src=x onerror=alert(2)>"  # no "/": it names one directory

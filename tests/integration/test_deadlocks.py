@@ -1,5 +1,5 @@
 """Each dispatcher deadlock of HpBandSter 0.7.4 that our layer prevents: stock hangs (or crashes), ours
-finishes. The faults and the upstream lines where stock dies: ``tests/deadlock_probe.py``.
+finishes. The faults and the upstream lines where stock dies: ``tests/support/deadlock_probe.py``.
 
 Every probe runs in its own session; whatever it started is killed with its process group. A probe that
 is still running at its timeout is asked (SIGUSR1) to dump every thread's stack first, so a hang shows where
@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import REPO
 
-PROBE = REPO / "tests" / "deadlock_probe.py"
+PROBE = REPO / "tests" / "support" / "deadlock_probe.py"
 # Stock runs this long before its hang counts as one (each finishes in 2-6 s without the fault).
 STOCK_TIMEOUT = 15.0
 # Ours finishes in 3-6 s, the frozen worker in ~15 s (calls to it time out after 5 s, inside the lock, at

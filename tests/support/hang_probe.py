@@ -1,6 +1,6 @@
 """Probe: a BOHB run over a ConfigSpace 1.x space with numpy 2, stock HpBandSter or with our fixes.
 
-``python tests/hang_probe.py stock|fixed``: exits 0 when the run finishes; the stock variant hangs
+``python tests/support/hang_probe.py stock|fixed``: exits 0 when the run finishes; the stock variant hangs
 (the dispatcher thread dies on a numpy value), so the caller runs it under a timeout.
 """
 

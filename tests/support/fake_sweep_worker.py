@@ -1,8 +1,8 @@
-"""A fast fake worker for studies: like :mod:`tests.fake_worker`, and it trains "with" the configuration's
-``seed`` the way the real worker does, reporting it with curves, parameter count and timings.
+"""A fast fake worker for studies: like :mod:`tests.support.fake_worker`, and it trains "with" the
+configuration's ``seed`` the way the real worker does, reporting it with curves, parameter count and timings.
 
 The loss is :func:`sweep_loss`, a known function of configuration, budget and seed. Run as
-``python tests/fake_sweep_worker.py --run-id ID --run-dir DIR [--sleep S]``.
+``python tests/support/fake_sweep_worker.py --run-id ID --run-dir DIR [--sleep S]``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from hpo_service.records import EvaluationResult, JobRequest
-from tests.fake_worker import FakeWorker, fake_loss, main
+from tests.support.fake_worker import FakeWorker, fake_loss, main
 
 WORKER_SEED = 99
 
 
 def sweep_loss(config: dict[str, Any], budget: float, seed: int) -> float:
-    """:func:`tests.fake_worker.fake_loss` plus a small seed-dependent offset (so repeats differ)."""
+    """:func:`tests.support.fake_worker.fake_loss` plus a small seed-dependent offset (so repeats differ)."""
     return fake_loss(config, budget) + 0.001 * seed
 
 

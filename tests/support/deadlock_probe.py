@@ -1,10 +1,11 @@
 """Probe: one small search with one injected fault, on stock HpBandSter 0.7.4 or with our layer.
 
-``python tests/deadlock_probe.py SCENARIO stock|fixed [--no-fault]`` runs the search and exits 0 when it
-finished correctly (every planned result there, no result lost, the process able to exit), printing one
+``python tests/support/deadlock_probe.py SCENARIO stock|fixed [--no-fault]`` runs the search and exits 0 when
+it finished correctly (every planned result there, no result lost, the process able to exit), printing one
 summary line; 1 on a wrong result; 3 when non-daemon threads would keep the process alive. A stock run that
 deadlocks never exits: the caller runs the probe under a timeout, in its own session, and kills the group
-(``tests/test_deadlocks.py``). ``SIGUSR1`` makes the probe dump every thread's stack to stderr first.
+(``tests/integration/test_deadlocks.py``). ``SIGUSR1`` makes the probe dump every thread's stack to stderr
+first.
 
 The search: Hyperband (BOHB for the warm start) over two floats, budgets 1..9, eta 3, one iteration
 (13 jobs), workers in this process (threads) or spawned from this script (``worker`` sub-command) where
@@ -95,7 +96,7 @@ if TYPE_CHECKING:
     from hpbandster.core.master import Master
     from hpbandster.core.result import Result
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SCENARIOS = (
     "idle-worker-death",

@@ -1,5 +1,6 @@
 """Each fix in hpo_service.hpbandster, shown against the upstream failure it prevents; the dispatcher
-deadlocks (fix 4, a shutdown with a dead worker, among them) are in ``tests/test_deadlocks.py``."""
+deadlocks (fix 4, a shutdown with a dead worker, among them) are in
+``tests/integration/test_deadlocks.py``."""
 
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def test_an_exception_in_run_releases_the_master_lock(
 def run_probe(variant: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
     try:
         return subprocess.run(
-            [sys.executable, str(REPO / "tests" / "hang_probe.py"), variant],
+            [sys.executable, str(REPO / "tests" / "support" / "hang_probe.py"), variant],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -1,8 +1,9 @@
 """A Pyro4 client of a running search, as an insider (the run's certificates) or as a stranger, for
-``tests/test_security.py``. Its own process: Pyro4 keeps one TLS configuration per process.
+``tests/integration/test_security.py``. Its own process: Pyro4 keeps one TLS configuration per process.
 
-    python tests/pyro_client.py --mode tls --tls-dir DIR --nameserver HOST:PORT list
-    python tests/pyro_client.py --mode plain --nameserver HOST:PORT attack --run-id ID --dispatcher URI ...
+    python tests/support/pyro_client.py --mode tls --tls-dir DIR --nameserver HOST:PORT list
+    python tests/support/pyro_client.py --mode plain --nameserver HOST:PORT attack --run-id ID --dispatcher
+    URI ...
 
 ``list`` prints the nameserver's entries as JSON and binds to every dispatcher and worker (a handshake,
 no state change). ``attack`` tries each thing a stranger must not be able to do and prints, as JSON, what

@@ -26,7 +26,7 @@ from workers.data import (
 from workers.digits import load_digits_arrays, stratified_holdout
 
 CPU = torch.device("cpu")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 # Synthetic MNIST: small non-square images whose every pixel is LABEL_SCALE x their label, so that the
 # pairing of images and labels survives splitting and can be checked after normalisation.
