@@ -21,8 +21,8 @@ from analysis.incumbents import MAX_BUDGET, RULES
 from analysis.load import load_run
 from analysis.space import resolve_parameter, run_parameters
 from analysis.summary import format_duration
+from analysis.timeline import worker_timeline
 from analysis.watch import WatchSettings, watch
-from analysis.workers import worker_timeline
 
 EXIT_OK = 0
 

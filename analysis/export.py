@@ -16,7 +16,7 @@ from typing import Any
 
 from analysis.data import RunData
 from analysis.summary import format_config_id, summarize
-from analysis.workers import worker_timeline
+from analysis.timeline import worker_timeline
 
 # Fixed columns; the values of the job's info are looked up by the same name when not computed here.
 COLUMNS = (

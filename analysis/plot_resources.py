@@ -9,7 +9,7 @@ import numpy as np
 from analysis.cost import TrainingCost
 from analysis.plot_runs import budget_colors
 from analysis.plots import drawn_subset, figure_format, new_figure, plain_numbers, save_figure
-from analysis.workers import WorkerTimeline
+from analysis.timeline import WorkerTimeline
 
 FAILED_COLOR = "tab:red"
 

@@ -26,7 +26,7 @@ from analysis.incumbents import incumbent_trajectory
 from analysis.provenance import model_provenance
 from analysis.space import Parameter, UnknownParameterError, resolve_parameter, run_parameters
 from analysis.summary import format_duration, format_summary, summarize
-from analysis.workers import worker_timeline
+from analysis.timeline import worker_timeline
 
 logger = logging.getLogger(__name__)
 

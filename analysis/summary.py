@@ -9,7 +9,7 @@ from typing import Any
 from analysis.data import OK, ConfigId, RunData
 from analysis.incumbents import MAX_BUDGET, find_incumbent
 from analysis.provenance import Provenance, format_provenance, model_provenance
-from analysis.workers import worker_timeline
+from analysis.timeline import worker_timeline
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from analysis.data import RunData
 from analysis.incumbents import find_incumbent, incumbent_trajectory
 from analysis.load import CONFIGS_FILE, DESCRIPTION_FILE, RESULTS_FILE, load_run
 from analysis.summary import format_config_id
-from analysis.workers import worker_timeline
+from analysis.timeline import worker_timeline
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Three parts (see ``benchmarks/README.md`` for the latest numbers):
    per job, and how long after the last result everything has shut down.
 2. *1-second jobs* with 4 workers: utilisation (busy time over workers x span).
 3. *End to end*: a real small run (``python -m launch.local`` on the embedded digits dataset, 4 workers),
-   busy share as :func:`analysis.workers.worker_timeline` computes it, first job after launch, and the
+   busy share as :func:`analysis.timeline.worker_timeline` computes it, first job after launch, and the
    time from the last result to the launcher's exit.
 
 How each measurement is set up (two processes, our classes vs HpBandSter's) is in
@@ -154,7 +154,7 @@ class EndToEnd:
 def end_to_end(arguments: Sequence[str], log: Callable[[str], None]) -> EndToEnd:
     """A real run with the local launcher; busy share as the analysis package computes it."""
     from analysis.load import load_run
-    from analysis.workers import worker_timeline
+    from analysis.timeline import worker_timeline
 
     with tempfile.TemporaryDirectory(prefix="hpo-e2e-") as directory:
         run_dir = Path(directory) / "run"

@@ -19,7 +19,7 @@ from analysis.groups import group_trajectories
 from analysis.importance import best_configurations, parameter_importance
 from analysis.incumbents import find_incumbent, incumbent_trajectory
 from analysis.space import CATEGORICAL, run_parameters
-from analysis.workers import worker_timeline
+from analysis.timeline import worker_timeline
 
 # Parallel coordinates draw at most this many jobs (the best ones on the incumbent budget): in headless
 # Chromium 2,000 lines took 1.6 s to draw, holding up the page; more than a few hundred lines are a blur.

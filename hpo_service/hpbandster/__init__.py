@@ -1,4 +1,4 @@
-"""Our layer around HpBandSter 0.7.4 (unmaintained), in one package: the master side (``master``,
+"""Our layer around HpBandSter 0.7.4 (unmaintained), in one package: the master side (``fixed_master``,
 ``dispatch``, ``bohb_generator``, ``optimizers``, ``result_log``) and the worker side (``worker``,
 ``membership``) in separate modules, so that a worker imports nothing of the master's.
 
@@ -9,15 +9,16 @@ failure and show the fix.
 
 1. Numpy values on the wire (numpy 2 / ConfigSpace 1.x): configurations become builtins as they leave
    the config generator (so the logs and the final ``Result`` hold them too), budgets in
-   :meth:`master.FixedMaster._submit_job`, worker results in :meth:`worker.ServiceWorker.compute`.
+   :meth:`fixed_master.FixedMaster._submit_job`, worker results in :meth:`worker.ServiceWorker.compute`.
    Otherwise serpent raises inside the dispatcher's job-runner thread (or writes ``np.float64(1.0)``
    that the worker cannot parse) and the run hangs silently.
 2. ``json_result_logger`` cannot write numpy integers and loses lines on a crash:
    :class:`result_log.JsonResultLogger` converts and flushes every line (and fsyncs it off the master's lock).
 3. ``Master.run`` holds its condition with ``acquire()``/``release()``; an exception (Ctrl-C) leaves it
-   locked and every later result callback blocks: :meth:`master.FixedMaster.run` releases it.
+   locked and every later result callback blocks: :meth:`fixed_master.FixedMaster.run` releases it.
 4. ``shutdown(shutdown_workers=True)`` raises on a dead worker and leaves the non-daemon dispatcher
-   thread running: :meth:`master.FixedMaster.shutdown` shuts workers down one by one, tolerating failures.
+   thread running: :meth:`fixed_master.FixedMaster.shutdown` shuts workers down one by one, tolerating
+   failures.
 5. ``Worker.__init__`` calls ``logging.basicConfig(DEBUG)`` when given no logger:
    :class:`worker.ServiceWorker` always passes one.
 6. ``Worker._run`` asks the dispatcher to discover workers *before* registering itself in the nameserver,
@@ -32,7 +33,7 @@ failure and show the fix.
 Idle workers (``tests/integration/test_dispatch.py``; effect measured by ``benchmarks/dispatch.py``):
 
 8. Upstream keeps no job waiting (``job_queue_sizes=(-1, 0)``): a worker that reports a result waits until
-   the master has processed it and sampled the next configuration. :class:`master.FixedMaster` keeps
+   the master has processed it and sampled the next configuration. :class:`fixed_master.FixedMaster` keeps
    ``PREFETCH_JOBS`` sampled jobs waiting. Staleness this introduces: a waiting job's configuration was
    sampled before the result(s) that arrived while it waited (at most ``PREFETCH_JOBS`` results, the same
    kind of staleness upstream already has for every job running on another worker); a new bracket may

@@ -11,7 +11,7 @@ workers on trivial jobs, see ``benchmarks/README.md``):
 4. the job-runner thread, woken in step 2 but waiting for the interpreter lock held by step 3, opens a new
    connection to the worker (``register_result`` closed the last one) and sends the job.
 
-Ours (:class:`ServiceDispatcher`, built by :class:`hpo_service.hpbandster.master.FixedMaster`):
+Ours (:class:`ServiceDispatcher`, built by :class:`hpo_service.hpbandster.fixed_master.FixedMaster`):
 
 - the master keeps ``PREFETCH_JOBS`` jobs sampled and waiting in the dispatcher (HpBandSter's own
   ``job_queue_sizes``), and ``register_result`` sends a waiting job to the worker that just reported, in

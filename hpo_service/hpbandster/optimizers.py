@@ -10,8 +10,8 @@ from hpbandster.core.master import Master
 from hpbandster.optimizers import BOHB, HyperBand, RandomSearch
 
 from hpo_service.hpbandster.bohb_generator import FastBOHBGenerator
-from hpo_service.hpbandster.master import FixedMaster
-from hpo_service.sweeps.master import SWEEP_OPTIMIZERS
+from hpo_service.hpbandster.fixed_master import FixedMaster
+from hpo_service.sweeps.study_masters import SWEEP_OPTIMIZERS
 
 
 class FixedBOHB(BOHB, FixedMaster):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hpo_service.errors import SettingsError
 
-# Registry names of the study optimizers (hpo_service.sweeps.master.SWEEP_OPTIMIZERS).
+# Registry names of the study optimizers (hpo_service.sweeps.study_masters.SWEEP_OPTIMIZERS).
 STUDY_OPTIMIZERS = ("sweep", "grid")
 # Most jobs (configurations x repeats) a study may have unless forced.
 MAX_JOBS = 100

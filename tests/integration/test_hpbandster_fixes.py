@@ -24,7 +24,7 @@ from hpbandster.core.result import json_result_logger, logged_results_to_HBS_res
 from hpbandster.core.worker import Worker
 from hpbandster.optimizers import HyperBand
 
-from hpo_service.hpbandster.master import FixedMaster
+from hpo_service.hpbandster.fixed_master import FixedMaster
 from hpo_service.hpbandster.result_log import JsonResultLogger
 from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.nameserver import LocalNameserver, NameserverAddress

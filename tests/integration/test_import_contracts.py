@@ -27,7 +27,7 @@ PACKAGES = ("hpo_service", "workers", "launch", "analysis")
 MASTER_SIDE = (
     "hpo_service.__main__", "hpo_service.master", "hpo_service.resume", "hpo_service.settings",
     "hpo_service.sweeps", "hpo_service.space", "hpo_service.space_file", "hpo_service.presets",
-    "hpo_service.buildable", "hpo_service.hpbandster.master", "hpo_service.hpbandster.dispatch",
+    "hpo_service.buildable", "hpo_service.hpbandster.fixed_master", "hpo_service.hpbandster.dispatch",
     "hpo_service.hpbandster.optimizers", "hpo_service.hpbandster.bohb_generator",
     "hpo_service.hpbandster.result_log",
 )  # fmt: skip

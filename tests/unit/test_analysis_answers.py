@@ -31,7 +31,7 @@ from analysis.space import (
     resolve_parameter,
     run_parameters,
 )
-from analysis.workers import worker_timeline
+from analysis.timeline import worker_timeline
 from tests.integration.test_analysis import JOBS, write_run_dir
 from tests.support.analysis_runs import write_ours_run, write_plain_hpbandster_run
 

@@ -1,10 +1,11 @@
 """Sweeps and grids as HpBandSter optimizers: a config generator that hands out a plan's jobs in order,
 and one iteration with a single stage that holds all of them at the study's budget.
 
-Everything else is the service's HpBandSter master (:class:`~hpo_service.hpbandster.master.FixedMaster`):
-the same dispatcher and wire conversion, the same JSON result log and pickle, the same handling of dead
-and late workers. A single stage has no barrier, so every worker stays busy until the plan runs out; a job
-whose worker died is recorded as crashed (loss infinite, exception set), as for BOHB.
+Everything else is the service's HpBandSter master
+(:class:`~hpo_service.hpbandster.fixed_master.FixedMaster`): the same dispatcher and wire conversion, the
+same JSON result log and pickle, the same handling of dead and late workers. A single stage has no barrier,
+so every worker stays busy until the plan runs out; a job whose worker died is recorded as crashed (loss
+infinite, exception set), as for BOHB.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hpbandster.core.base_config_generator import base_config_generator
 from hpbandster.core.base_iteration import BaseIteration
 from hpbandster.core.master import Master
 
-from hpo_service.hpbandster.master import FixedMaster
+from hpo_service.hpbandster.fixed_master import FixedMaster
 from hpo_service.sweeps.plan import StudyJob, SweepPlan
 
 
