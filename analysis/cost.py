@@ -1,13 +1,17 @@
 """What a model costs to train: training seconds per epoch against its number of parameters, per device.
 
 Seconds per epoch (``train_seconds / epochs_trained``) rather than per job, so jobs on different budgets
-compare. Per device with at least three jobs, a power law ``seconds = a * parameters ** b`` is fitted
-by least squares on log-log axes: ``b`` near 1 means the time grows in proportion to the model.
+compare. Jobs are grouped by how they trained: the device, and the precision and step mode where the
+result names them (``cpu (2 threads), bf16, eager``). Per group with at least three jobs, a power law
+``seconds = a * parameters ** b`` is fitted by least squares on log-log axes: ``b`` near 1 means the time
+grows in proportion to the model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,12 +63,11 @@ def training_cost(run: RunData) -> TrainingCost:
         epochs = finite_or_none(job.info.get("epochs_trained"))
         if parameters is None or seconds is None or not epochs or epochs <= 0 or seconds <= 0:
             continue
-        device = job.info.get("device")
         points.append(
             CostPoint(
                 job.config_id,
                 job.budget,
-                device if isinstance(device, str) and device else UNKNOWN_DEVICE,
+                speed_group(job.info),
                 int(parameters),
                 seconds / epochs,
                 finite_or_none(job.info.get("samples_per_second")),
@@ -76,6 +79,14 @@ def training_cost(run: RunData) -> TrainingCost:
             "(written by hpo-service workers)"
         )
     return TrainingCost(tuple(points), fits(points))
+
+
+def speed_group(info: Mapping[str, Any]) -> str:
+    """How a job trained: its device, then its precision and step mode where the result names them."""
+    device = info.get("device")
+    parts = [device if isinstance(device, str) and device else UNKNOWN_DEVICE]
+    parts += [info[key] for key in ("precision", "step_mode") if isinstance(info.get(key), str) and info[key]]
+    return ", ".join(parts)
 
 
 def fits(points: list[CostPoint]) -> tuple[DeviceFit, ...]:

@@ -29,6 +29,8 @@ class Incumbent:
     test_error: float | None
     finished: float
     config: dict[str, Any]
+    # Bytes of GPU memory its job's tensors used at most (``info["peak_gpu_memory"]``); None on the CPU.
+    peak_gpu_memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def summarize(run: RunData) -> RunSummary:
             test_error=best.test_error,
             finished=best.finished,
             config=dict(run.configs.get(best.config_id, {})),
+            peak_gpu_memory=peak_bytes(best.info.get("peak_gpu_memory")),
         )
     timeline = worker_timeline(run)
     return RunSummary(
@@ -149,6 +152,7 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(
             f"incumbent   {format_config_id(incumbent.config_id)} on budget {incumbent.budget:g}: "
             f"validation loss {incumbent.loss:.4f}{test} (found after {format_duration(incumbent.finished)})"
+            + format_peak_memory(incumbent.peak_gpu_memory)
         )
         width = max((len(name) for name in incumbent.config), default=0)
         lines.extend(f"  {name:<{width}} = {value!r}" for name, value in sorted(incumbent.config.items()))
@@ -160,6 +164,16 @@ def format_workers(summary: RunSummary) -> str:
         return "none"
     kind = "at once (results name no worker)" if summary.workers_inferred else ""
     return f"{summary.workers} {kind}".rstrip() + f", busy {summary.busy_share:.0%} of the wall time"
+
+
+def peak_bytes(value: Any) -> int | None:
+    """``info["peak_gpu_memory"]`` as bytes; None when absent (CPU jobs, older runs) or not a number."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return int(value) if number and value >= 0 else None
+
+
+def format_peak_memory(peak: int | None) -> str:
+    return "" if peak is None else f", peak GPU memory {peak / 2**20:.0f} MiB"
 
 
 def format_config_id(config_id: ConfigId) -> str:

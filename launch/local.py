@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,8 @@ WORKER_STOP_GRACE = 10.0
 # Replacements per worker slot for a worker killed mid-run (OOM killer, kill -9), as compose's restart
 # policy does; the master re-dispatches its job either way.
 WORKER_RESTARTS = 3
+# Workers without --n-workers on a machine without GPUs (each gets cores / 4 torch threads).
+CPU_WORKERS = 4
 # What one worker process holds once ready (torch, the dataset, a model; measured ~830 MB on CPU).
 WORKER_MEMORY = 830 * 10**6
 
@@ -209,15 +211,31 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def visible_gpus() -> list[str]:
-    """GPU indices from ``nvidia-smi`` (no torch import in the launcher); empty without NVIDIA GPUs."""
+def visible_gpus(environment: Mapping[str, str] | None = None) -> list[str]:
+    """The GPUs workers may use, as ``CUDA_VISIBLE_DEVICES`` entries: the user's own ``CUDA_VISIBLE_DEVICES``
+    when set (its entries up to the first empty or negative one, as CUDA reads it: ``""`` or ``-1`` hide
+    every GPU), else every GPU ``nvidia-smi`` lists, by index. Empty without NVIDIA GPUs; no torch import."""
+    environment = os.environ if environment is None else environment
     if shutil.which("nvidia-smi") is None:
         return []
+    if "CUDA_VISIBLE_DEVICES" in environment:
+        entries = []
+        for entry in environment["CUDA_VISIBLE_DEVICES"].split(","):
+            if not entry.strip() or entry.strip().startswith("-"):
+                break
+            entries.append(entry.strip())
+        return entries
     try:
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True)
     except (subprocess.SubprocessError, OSError):
         return []
     return [str(index) for index, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def default_worker_count(device: str, workers_per_gpu: int) -> int:
+    """Workers without ``--n-workers``: ``workers_per_gpu`` on each visible GPU, else 4 on the CPU."""
+    gpus = visible_gpus() if device in ("auto", "cuda") else []
+    return len(gpus) * workers_per_gpu if gpus else CPU_WORKERS
 
 
 def worker_placements(settings: LaunchSettings) -> list[tuple[str, dict[str, str]]]:
@@ -431,7 +449,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--n-workers", type=int, default=4, help="worker processes (each gets cores/N threads or one GPU)"
+        "--n-workers",
+        type=int,
+        default=None,
+        help=f"worker processes, each with cores/N torch threads; on GPUs they take the GPUs round-robin "
+        f"(default: GPUs x --workers-per-gpu, or {CPU_WORKERS} without GPUs)",
+        metavar="N",
+    )
+    parser.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=1,
+        metavar="K",
+        help="workers per visible GPU when --n-workers is not given (CUDA_VISIBLE_DEVICES, when set, says "
+        "which GPUs are visible)",
     )
     parser.add_argument("--run-id", default=None, help="default: OPTIMIZER-DATE-TIME")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/RUN_ID")
@@ -491,6 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser  # fmt: skip
 
 
+def worker_count(args: argparse.Namespace) -> int:
+    if args.workers_per_gpu < 1:
+        raise LaunchError(f"--workers-per-gpu must be at least 1, got {args.workers_per_gpu}")
+    return (
+        args.n_workers
+        if args.n_workers is not None
+        else default_worker_count(args.device, args.workers_per_gpu)
+    )
+
+
 def resumed_settings(args: argparse.Namespace, argv: Sequence[str] | None) -> LaunchSettings:
     """``--resume RUN_DIR``: the run's own settings; options that conflict with them are refused."""
     from hpo_service.errors import HpoServiceError
@@ -502,7 +543,7 @@ def resumed_settings(args: argparse.Namespace, argv: Sequence[str] | None) -> La
         raise LaunchError(str(error)) from None
     fields.pop("resume")
     return LaunchSettings(
-        n_workers=args.n_workers, data_dir=args.data_dir, download=args.download, device=args.device,
+        n_workers=worker_count(args), data_dir=args.data_dir, download=args.download, device=args.device,
         host=args.host, train_limit=args.train_limit, verbose=args.verbose, precision=args.precision,
         keep_checkpoints=args.keep_checkpoints, resume=True, tls=args.tls, max_attempts=args.max_attempts,
         job_timeout=args.job_timeout, **fields,
@@ -516,7 +557,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
     run_id = args.run_id or default_run_id(args.optimizer)
     run_dir = args.run_dir or Path("runs") / run_id
     return LaunchSettings(
-        n_workers=args.n_workers,
+        n_workers=worker_count(args),
         run_dir=run_dir,
         run_id=run_id,
         **spec_from_args(args).values(),

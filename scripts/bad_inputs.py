@@ -259,6 +259,8 @@ CASES: tuple[Case, ...] = (
     Case("launch.local", ("--min-budget", "0.1", "--max-budget", "0.5"), "budgets below one epoch",
          "less than one epoch"),
     Case("launch.local", ("--train-limit", "0"), "no training images", "--train-limit must be at least 1"),
+    Case("launch.local", ("--workers-per-gpu", "0"), "no workers per GPU",
+         "--workers-per-gpu must be at least 1"),
     Case("launch.local", ("--n-workers", "5000"), "more workers than the memory can hold",
          "each worker holds about 830 MB"),
     Case("hpo_service", ("--run-id", "x" * 300), "300-character run id", "--run-id is 300 characters long"),

@@ -85,3 +85,26 @@ def device_description(device: torch.device, threads: int) -> str:
         return torch.cuda.get_device_name(device)
     unit = "thread" if threads == 1 else "threads"
     return f"{device.type} ({threads} {unit})"
+
+
+def gpu_index(device: torch.device, environment: dict[str, str] | None = None) -> str | None:
+    """Which physical GPU ``device`` is: its entry of ``CUDA_VISIBLE_DEVICES`` (an index or a UUID) when
+    that is set, else its CUDA index; None on the CPU."""
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    visible = (os.environ if environment is None else environment).get("CUDA_VISIBLE_DEVICES")
+    entries = [entry.strip() for entry in visible.split(",")] if visible else []
+    return entries[index] if index < len(entries) else str(index)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start measuring a job's peak GPU memory (nothing on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int | None:
+    """Bytes of GPU memory the tensors of the job used at most since :func:`reset_peak_memory` (allocated,
+    not the allocator's cache); None on the CPU."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None

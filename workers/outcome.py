@@ -39,6 +39,8 @@ class TrainingOutcome:
     device: str
     final_learning_rate: float
     precision: str
+    # How the training steps ran: "eager" (one kernel launch per operation; the only mode so far).
+    step_mode: str = "eager"
     diverged: bool = False
     reason: str | None = None
 

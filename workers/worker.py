@@ -18,6 +18,7 @@ from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from workers.checkpoints import CheckpointError, TrainingState, run_identity
 from workers.continuation import ContinuationPlan, ContinuationSource, budget_to_epochs
 from workers.data import DatasetTensors
+from workers.device import gpu_index, peak_memory, reset_peak_memory
 from workers.models import ConfigurationError
 from workers.outcome import TrainingOutcome
 from workers.trainer import TrainingStopped, train_with_state
@@ -64,22 +65,26 @@ class TrainingWorker(ServiceWorker):
             "seed": self.training_seed(config),
             "worker": self.identity,
             "device": self.device_name,
+            "gpu_index": gpu_index(self.device),
             "epochs": epochs,
             "schedule_epochs": plan.horizon(epochs),
             "resumed_from_budget": None,
         }
         logger.debug("job %s: %d epoch(s) of %s", config_id, epochs, config)
+        reset_peak_memory(self.device)
         try:
             outcome, state, resumed_from = self._train(config_id, config, epochs, plan)
         except ConfigurationError as error:
             # The configuration's own fault (cannot be built for this input, bad values): a failed result.
-            return EvaluationResult.failure(f"invalid configuration: {error}", info=context)
+            return EvaluationResult.failure(f"invalid configuration: {error}", info=self._measured(context))
         except torch.cuda.OutOfMemoryError as error:
+            context = self._measured(context)  # the peak it reached before it ran out
             torch.cuda.empty_cache()
             return EvaluationResult.failure(f"CUDA out of memory: {error}", info=context)
         except TrainingStopped as error:
             # The master recorded the job as timed out already and drops this result.
-            return EvaluationResult.failure(str(error), JobStatus.TIMEOUT, info=context)
+            return EvaluationResult.failure(str(error), JobStatus.TIMEOUT, info=self._measured(context))
+        context = self._measured(context)
         context["resumed_from_budget"] = resumed_from
         self._keep(config_id, state, plan)
         status = JobStatus.FAILED if outcome.diverged else JobStatus.OK
@@ -100,6 +105,10 @@ class TrainingWorker(ServiceWorker):
             reason=outcome.reason,
             info={**outcome.to_info(), **context, "seconds_per_epoch": seconds_per_epoch(outcome)},
         )
+
+    def _measured(self, context: dict[str, Any]) -> dict[str, Any]:
+        """``context`` with the job's peak GPU memory in bytes (None on the CPU)."""
+        return {**context, "peak_gpu_memory": peak_memory(self.device)}
 
     def training_seed(self, config: dict[str, Any]) -> int:
         """Sweeps and grids send each repeat's seed with the configuration (key ``seed``, not a

@@ -31,6 +31,7 @@ from analysis.space import (
     resolve_parameter,
     run_parameters,
 )
+from analysis.summary import format_summary
 from analysis.timeline import worker_timeline
 from tests.integration.test_analysis import JOBS, write_run_dir
 from tests.support.analysis_runs import write_ours_run, write_plain_hpbandster_run
@@ -306,3 +307,21 @@ def test_group_median_and_quartiles_over_seeds() -> None:
     assert bohb.median[at[12.0]] == pytest.approx(0.3)
     # A run that has ended keeps its final incumbent.
     assert bands["randomsearch"].median[-1] == pytest.approx(0.9)
+
+
+def test_cost_groups_jobs_by_device_precision_and_step_mode(ours: RunData) -> None:
+    jobs = tuple(
+        replace(job, info={**job.info, "precision": "bf16" if index % 2 else "fp32", "step_mode": "eager"})
+        for index, job in enumerate(ours.jobs)
+    )
+    cost = training_cost(replace(ours, jobs=jobs))
+    assert cost.devices == ("cpu (1 thread), bf16, eager", "cpu (1 thread), fp32, eager")
+    assert sorted(fit.points for fit in cost.fits) == [40, 40]
+
+
+def test_summary_shows_the_incumbents_peak_gpu_memory_where_the_result_has_one(ours: RunData) -> None:
+    assert "peak GPU memory" not in format_summary(summarize(ours))  # CPU results name none
+    jobs = tuple(replace(job, info={**job.info, "peak_gpu_memory": 3 * 2**20}) for job in ours.jobs)
+    summary = summarize(replace(ours, jobs=jobs))
+    assert summary.incumbent is not None and summary.incumbent.peak_gpu_memory == 3 * 2**20
+    assert ", peak GPU memory 3 MiB" in format_summary(summary)

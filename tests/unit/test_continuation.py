@@ -340,3 +340,15 @@ def test_container_variables_switch_continuation(text: str, expected: bool) -> N
 def test_a_container_switch_must_be_yes_or_no() -> None:
     with pytest.raises(ValueError, match="HPO_CONTINUATION"):
         container.master_command({"HPO_ADVERTISE_HOST": "10.0.0.5", "HPO_CONTINUATION": "maybe"})
+
+
+def test_a_result_names_its_step_mode_gpu_and_peak_gpu_memory(digits: DatasetTensors) -> None:
+    info = (
+        make_worker(digits, ContinuationSource(None)).evaluate(JobRequest((0, 0, 0), dict(CONFIG), 1.0)).info
+    )
+    # On the CPU: no GPU and no GPU memory (null, not zero); the trainer ran its steps eagerly.
+    assert (info["step_mode"], info["gpu_index"], info["peak_gpu_memory"]) == ("eager", None, None)
+    failed = make_worker(digits, ContinuationSource(None)).evaluate(
+        JobRequest((0, 0, 1), {**CONFIG, "optimizer": "no-such-optimizer"}, 1.0)
+    )
+    assert failed.status.value == "failed" and failed.info["peak_gpu_memory"] is None

@@ -38,6 +38,7 @@ INFO_KEYS = {
     "device",
     "final_learning_rate",
     "precision",
+    "step_mode",
     "diverged",
     "reason",
 }

@@ -1,0 +1,91 @@
+"""Which GPUs launch.local's workers use and how many it starts, without a GPU: nvidia-smi and the
+environment are stood in for. (What several workers per GPU do to throughput needs a real GPU: issue 13.)"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launch import local
+
+LISTING = "".join(
+    f"GPU {index}: NVIDIA H200 (UUID: GPU-{name})\n" for index, name in enumerate(("aaa", "bbb", "ccc"))
+)
+
+
+@pytest.fixture
+def three_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+
+    def nvidia_smi(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        assert command == ["nvidia-smi", "-L"]
+        return subprocess.CompletedProcess(command, 0, stdout=LISTING, stderr="")
+
+    monkeypatch.setattr(local.subprocess, "run", nvidia_smi)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+@pytest.mark.usefixtures("three_gpus")
+def test_every_listed_gpu_is_visible_unless_the_user_chose_some() -> None:
+    assert local.visible_gpus() == ["0", "1", "2"]
+    assert local.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,0"}) == ["2", "0"]
+    assert local.visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-bbb"}) == ["GPU-bbb"]
+    # As CUDA reads it: the list ends at the first invalid entry; empty or -1 hides every GPU.
+    assert local.visible_gpus({"CUDA_VISIBLE_DEVICES": "1,-1,2"}) == ["1"]
+    assert local.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert local.visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+
+def test_no_nvidia_smi_means_no_gpu_whatever_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    assert local.visible_gpus({"CUDA_VISIBLE_DEVICES": "0"}) == []
+    assert local.default_worker_count("auto", 2) == local.CPU_WORKERS
+
+
+def settings_for(tmp_path: Path, *arguments: str) -> local.LaunchSettings:
+    argv = ["--run-dir", str(tmp_path / "run"), "--no-tls", *arguments]
+    return local.settings_from_args(local.build_parser().parse_args(argv), argv)
+
+
+@pytest.mark.usefixtures("three_gpus")
+def test_the_default_worker_count_is_gpus_times_workers_per_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "check_memory_for", lambda n_workers: None)
+    assert settings_for(tmp_path).n_workers == 3
+    assert settings_for(tmp_path, "--workers-per-gpu", "4").n_workers == 12
+    assert settings_for(tmp_path, "--workers-per-gpu", "4", "--n-workers", "5").n_workers == 5
+    assert settings_for(tmp_path, "--device", "cpu").n_workers == local.CPU_WORKERS
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert settings_for(tmp_path, "--workers-per-gpu", "2").n_workers == 2
+    with pytest.raises(local.LaunchError, match="--workers-per-gpu must be at least 1"):
+        settings_for(tmp_path, "--workers-per-gpu", "0")
+
+
+@pytest.mark.usefixtures("three_gpus")
+def test_workers_take_the_users_gpus_round_robin_and_share_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "check_memory_for", lambda n_workers: None)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    settings = settings_for(tmp_path, "--workers-per-gpu", "2")
+    placements = local.worker_placements(settings)
+    assert [(device, environment["CUDA_VISIBLE_DEVICES"]) for device, environment in placements] == [
+        ("cuda", "2"), ("cuda", "0"), ("cuda", "2"), ("cuda", "0"),
+    ]  # fmt: skip
+    command = settings.worker_command("cuda")
+    assert command[command.index("--workers-on-host") + 1] == "4"  # torch threads: cores / 4
+
+
+def test_a_workers_gpu_is_named_by_the_users_visible_devices() -> None:
+    import torch
+
+    from workers.device import gpu_index, peak_memory
+
+    assert gpu_index(torch.device("cuda", 1), {"CUDA_VISIBLE_DEVICES": "5,GPU-bbb"}) == "GPU-bbb"
+    assert gpu_index(torch.device("cuda", 0), {}) == "0"
+    assert gpu_index(torch.device("cpu"), {"CUDA_VISIBLE_DEVICES": "5"}) is None
+    assert peak_memory(torch.device("cpu")) is None
