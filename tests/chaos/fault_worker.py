@@ -157,11 +157,14 @@ class FaultWorker(FakeWorker):
 
     def through_training_worker(self, request: JobRequest, error: BaseException) -> EvaluationResult:
         """The real worker's evaluate(), whose training step raises ``error``: its own exception mapping."""
+        import torch
+
         from workers.continuation import ContinuationSource
         from workers.worker import TrainingWorker
 
         shim = TrainingWorker.__new__(TrainingWorker)
         shim.data = SimpleNamespace(name="fake")  # type: ignore[assignment]  # only .name is read
+        shim.device = torch.device("cpu")  # its GPU facts (index, peak memory) are then null
         shim.device_name = "fake device"
         shim.seed = 0
         shim.precision = "fp32"
