@@ -219,12 +219,9 @@ def visible_gpus(environment: Mapping[str, str] | None = None) -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     if "CUDA_VISIBLE_DEVICES" in environment:
-        entries = []
-        for entry in environment["CUDA_VISIBLE_DEVICES"].split(","):
-            if not entry.strip() or entry.strip().startswith("-"):
-                break
-            entries.append(entry.strip())
-        return entries
+        entries = [entry.strip() for entry in environment["CUDA_VISIBLE_DEVICES"].split(",")]
+        invalid = [index for index, entry in enumerate(entries) if not entry or entry.startswith("-")]
+        return entries[: invalid[0]] if invalid else entries
     try:
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True)
     except (subprocess.SubprocessError, OSError):

@@ -39,9 +39,9 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return data[:, :-1].reshape(-1, 8, 8).astype(np.float32), data[:, -1].astype(np.int64)
 
 
-def stratified_holdout(labels: np.ndarray, indices: np.ndarray, fraction: float, seed: int) -> tuple[
-    np.ndarray, np.ndarray
-]:  # fmt: skip
+def stratified_holdout(
+    labels: np.ndarray, indices: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``indices`` split into (kept, held out), ``fraction`` of them held out, each class in proportion:
     the sets scikit-learn's ``StratifiedShuffleSplit`` draws with ``random_state=seed``, in any order."""
     count = len(indices)
