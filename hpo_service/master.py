@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import pickle
@@ -33,6 +32,7 @@ from hpo_service.nameserver import (
 from hpo_service.progress import CountsPublisher, LiveCounts, Outcome, ProgressState
 from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import JobStatus, RunDescription
+from hpo_service.run_spec import RunSpec
 from hpo_service.settings import MasterSettings, check_fresh_run_dir
 from hpo_service.space import load_space, write_space
 from hpo_service.sweeps.plan import SweepPlan
@@ -102,12 +102,6 @@ def prepare_run_dir(run_dir: Path) -> None:
     """Create ``run_dir``; refuse one that already holds results so nothing is silently overwritten."""
     check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
 def write_result_pickle(path: Path, result: Result) -> None:
@@ -195,12 +189,12 @@ def prepare_run(settings: MasterSettings) -> PreparedRun:
     sweep = prepare_sweep(settings, space, run_dir if logged is None else None)
     if logged is not None and sweep is not None:
         resume.check_plan(run_dir, sweep.to_dict())
-    description = describe(settings, warm)
     if logged is None:
-        write_json_atomically(run_dir / run_files.RUN_DESCRIPTION, description.to_dict())
+        description = describe(settings, warm)
+        run_files.write_json(run_dir / run_files.RUN_DESCRIPTION, description.to_dict())
         result_log = JsonResultLogger(str(run_dir), overwrite=True)
     else:
-        description = resume.description_of(logged, description)
+        description = resume.open_description(run_dir, RunSpec.of(settings))
         resume.repair_logs(logged)
         result_log = resume.appending_logger(JsonResultLogger, run_dir, logged.config_ids())
         remove_credentials(run_dir)  # the dead master's nameserver: workers must not read it
@@ -211,20 +205,11 @@ def prepare_run(settings: MasterSettings) -> PreparedRun:
 
 
 def describe(settings: MasterSettings, warm: warm_start.WarmStart | None) -> RunDescription:
-    """``run.json`` of a run starting now (a resumed run keeps its own start time and space)."""
+    """``run.json`` of a run starting now: its spec as given, its start time, its warm start."""
     return RunDescription(
         run_id=settings.run_id,
-        optimizer=settings.optimizer,
-        min_budget=settings.min_budget,
-        max_budget=settings.max_budget,
-        eta=settings.eta,
-        n_iterations=settings.n_iterations,
-        seed=settings.seed,
-        dataset=settings.dataset,
-        space=settings.space,
+        spec=RunSpec.of(settings),
         started=time.time(),
-        continuation=settings.continuation,
-        bohb=settings.bohb.to_record() if settings.optimizer == "bohb" else None,
         warm_start=None if warm is None else warm.record(),
     )
 
@@ -246,6 +231,8 @@ def build_optimizer(
         ping_interval=settings.ping_interval,
         max_attempts=settings.max_attempts,
         job_timeout=settings.job_timeout,
+        # Workers without the shared run dir ask the dispatcher for the run's spec.
+        run_description=run.description.to_dict(),
         working_directory=str(settings.run_dir),
         result_logger=run.result_log,
         result_listener=listener,
@@ -296,7 +283,7 @@ def search(
         # --abort-on-container-exit, a batch scheduler) may stop this process right after.
         write_result_pickle(settings.run_dir / run_files.RESULT_PICKLE, result)
         finished = replace(run.description, finished=time.time())
-        write_json_atomically(settings.run_dir / run_files.RUN_DESCRIPTION, finished.to_dict())
+        run_files.write_json(settings.run_dir / run_files.RUN_DESCRIPTION, finished.to_dict())
     finally:
         counts.stop()
         run.result_log.close()

@@ -11,8 +11,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from hpo_service.run_spec import RunSpec
 
 
 class JobStatus(str, enum.Enum):
@@ -79,25 +82,37 @@ class EvaluationResult:
 
 @dataclass(frozen=True)
 class RunDescription:
-    """Written once per run as ``run.json``: what analysis needs that HpBandSter's logs do not hold."""
+    """``run.json``: the run's spec (:class:`~hpo_service.run_spec.RunSpec`, written once when the master
+    creates the run), its id and times, and where BOHB's warm start came from. Every process of the run
+    reads the spec from here; analysis reads what HpBandSter's logs do not hold. The file is flat JSON: the
+    spec's record with ``run_id``, ``started``, ``finished`` and ``warm_start`` beside it."""
 
     run_id: str
-    optimizer: str
-    min_budget: float
-    max_budget: float
-    eta: float
-    n_iterations: int
-    seed: int
-    dataset: str | None = None
-    space: str | None = None
+    spec: RunSpec
     started: float | None = None
     finished: float | None = None
-    # Whether workers resume promoted configurations from checkpoints (schedules then span max_budget).
-    continuation: bool = True
-    # BOHB's model settings (hpo_service.bohb_options.BohbOptions.to_record); None for other optimizers.
-    bohb: dict[str, Any] | None = None
     # Where BOHB's warm start came from (hpo_service.warm_start.WarmStart.record); None without one.
     warm_start: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "run_id": self.run_id,
+            **self.spec.to_record(),
+            "started": self.started,
+            "finished": self.finished,
+            "warm_start": self.warm_start,
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> RunDescription:
+        """A ``run.json`` as any version wrote it (fields added since take their defaults); the
+        warm-start runs become the spec's ``--warm-start`` again."""
+        warm_start = record.get("warm_start") or None
+        sources = tuple(Path(source["run_dir"]) for source in (warm_start or {}).get("runs", []))
+        return cls(
+            run_id=str(record["run_id"]),
+            spec=RunSpec.from_record(record, sources),
+            started=record.get("started"),
+            finished=record.get("finished"),
+            warm_start=warm_start,
+        )

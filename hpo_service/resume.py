@@ -36,14 +36,15 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hpo_service import run_files
 from hpo_service.bohb_options import OPTION_NAMES, BohbOptions
 from hpo_service.errors import RunDirectoryError, SettingsError
-from hpo_service.run_spec import NO_CONTINUATION
+from hpo_service.records import RunDescription
+from hpo_service.run_spec import NO_CONTINUATION, RunSpec
 from hpo_service.run_spec import OPTIONS as RUN_OPTIONS
 from hpo_service.sweeps.options import STUDY_OPTIMIZERS, SweepOptions
 
@@ -77,13 +78,6 @@ def resumed_seed(seed: int, run: LoggedRun) -> int:
     """The seed of a resumed run's random generators: the run's seed and how far it got (a run resumed
     twice at the same point draws the same numbers)."""
     return (seed * 1_000_003 + 7919 * (len(run.configs) + 1) + len(run.results)) % 2**32
-
-
-def description_of(run: LoggedRun, fresh: Any) -> Any:
-    """``fresh`` (a RunDescription) with what the run recorded when it started: its start time and space."""
-    from dataclasses import replace
-
-    return replace(fresh, started=run.description.get("started"), space=run.description.get("space"))
 
 
 def read_json_lines(path: Path, cut: dict[Path, int]) -> list[Any]:
@@ -174,6 +168,18 @@ def explicit_options(parser: Any, argv: Any) -> dict[str, Any]:
     return vars(parser.parse_args(argv))
 
 
+def open_description(run_dir: Path, spec: RunSpec) -> RunDescription:
+    """The resumed run's ``run.json``, rewritten (in this version's form) when ``spec``, the spec it resumes
+    with, adds to what the run recorded: workers read the spec there. The recorded space name is kept
+    (``spec.space`` is the run's ``configspace.json``)."""
+    path = run_dir / run_files.RUN_DESCRIPTION
+    recorded = RunDescription.from_dict(json.loads(path.read_text()))
+    description = replace(recorded, spec=replace(spec, space=recorded.spec.space))
+    if description.to_dict() != json.loads(path.read_text()):
+        run_files.write_json(path, description.to_dict())
+    return description
+
+
 def settings_fields(run_dir: Path, given: Mapping[str, Any]) -> dict[str, Any]:
     """MasterSettings fields of a resumed run: the run's own, with ``given`` (explicit command-line values)
     checked against them. ``given`` may hold any MasterSettings field plus ``space`` (a spec) and the
@@ -184,20 +190,16 @@ def settings_fields(run_dir: Path, given: Mapping[str, Any]) -> dict[str, Any]:
     run = load_run(run_dir)
     stored = run.description
     fields: dict[str, Any] = {
+        **RunSpec.from_record(stored).values(),
         "run_dir": run_dir,
         "run_id": stored["run_id"],
-        "optimizer": stored["optimizer"],
-        "min_budget": float(stored["min_budget"]),
-        "max_budget": float(stored["max_budget"]),
-        "eta": float(stored["eta"]),
-        "n_iterations": int(stored["n_iterations"]),
-        "seed": int(stored.get("seed", 0)),
-        "dataset": stored.get("dataset") or "digits",
-        "continuation": bool(stored.get("continuation", True)),
         "space": str(run_dir / run_files.SPACE),
         "resume": True,
         "bohb": stored_bohb_options(run_dir, stored, given),
     }
+    if "train_limit" not in stored and "train_limit" in given:
+        # A run recorded before the limit was part of the spec gave it to its workers: give it again.
+        fields["train_limit"] = given["train_limit"]
     study = fields["optimizer"] in STUDY_OPTIMIZERS
     for name, option in FIXED_BY_RUN.items():
         if name not in given or (study and name in ("min_budget", "n_iterations")):

@@ -2,11 +2,16 @@
 
 Writers and readers (the master, workers, launchers, ``analysis`` and its dashboard) take the names from
 here; ``docs/architecture.md`` ("Run directory") gives each one's writer, format and readers, and
-``tests/unit/test_run_files.py`` checks that the table and this module name the same files. Plain constants:
-importing this costs nothing, so ``analysis`` may import it too.
+``tests/unit/test_run_files.py`` checks that the table and this module name the same files. Plain constants
+and one writer, standard library only: ``analysis`` may import it too.
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
 
 # What defines the run and how it ended (hpo_service.records.RunDescription); written by the master.
 RUN_DESCRIPTION = "run.json"
@@ -36,3 +41,10 @@ ALL = (
     RUN_DESCRIPTION, CONFIGS, RESULTS, RESULT_PICKLE, SPACE, PROGRESS, NAMESERVER, STUDY_PLAN,
     SPACE_FROM_SWEEP, LOGS, CHECKPOINTS, TLS,
 )  # fmt: skip
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON at ``path``, replaced in one step: a reader sees the old file or the new."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)

@@ -5,8 +5,10 @@ Every way of starting a run takes its run options from here: the master (``pytho
 ``launch.local``, ``launch.slurm`` and the container roles; a launcher hands them on to the master with
 :meth:`RunSpec.to_arguments`, the one place they are written back into a command line. Options of one
 process (host, ports, TLS directory, device, threads, verbosity, the number of workers) stay with that
-process's parser. The run records its spec in ``run.json`` (``hpo_service.records.RunDescription``) and a
-resumed run takes it from there (``hpo_service.resume``).
+process's parser. The spec is written once, in ``run.json`` (``hpo_service.records.RunDescription``, the
+spec's :meth:`RunSpec.to_record` beside the run's id and times), when the master creates the run. Every later
+reader opens it there: a resumed master (``hpo_service.resume``), and each worker, which reads it from the
+shared run directory or, without one, asks the run's master for it over the wire (``workers.run_source``).
 
 Imports only the standard library and the option groups it includes: ``--help`` stays fast.
 """
@@ -14,7 +16,7 @@ Imports only the standard library and the option groups it includes: ``--help`` 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -22,7 +24,12 @@ from hpo_service.bohb_options import OPTION_NAMES as BOHB_OPTION_NAMES
 from hpo_service.bohb_options import BohbOptions, add_bohb_arguments, bohb_options_from_args
 from hpo_service.names import OPTIMIZER_NAMES, SPACE_NAMES
 from hpo_service.shapes import DATASET_SHAPES
-from hpo_service.sweeps.options import SweepOptions, add_sweep_arguments, sweep_options_from_args
+from hpo_service.sweeps.options import (
+    STUDY_OPTIMIZERS,
+    SweepOptions,
+    add_sweep_arguments,
+    sweep_options_from_args,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class RunSpec:
     seed: int = 0
     space: str = "default"
     dataset: str = "digits"
+    # Train on the first N training images only (None: all of them).
+    train_limit: int | None = None
     # Workers resume promoted configurations from checkpoints (--no-continuation: every job from scratch).
     continuation: bool = True
     sweep: SweepOptions = SweepOptions()
@@ -47,15 +56,47 @@ class RunSpec:
         """The spec of settings that carry the run's fields by name (the master's, a launcher's)."""
         return cls(**{field.name: getattr(settings, field.name) for field in fields(cls)})
 
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any]) -> RunSpec:
+        """The spec of a mapping that holds the fields by name (and maybe others, left out)."""
+        return cls(**{field.name: values[field.name] for field in fields(cls)})
+
     def values(self) -> dict[str, Any]:
         """Field name -> value (not recursive: ``sweep`` and ``bohb`` stay records)."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def to_record(self) -> dict[str, Any]:
+        """The spec as ``run.json`` holds it: builtins only. BOHB's settings only for BOHB (``null``
+        otherwise, as runs have always recorded them); the study options only for a sweep or grid."""
+        record: dict[str, Any] = {option.field: getattr(self, option.field) for option in OPTIONS}
+        record["continuation"] = self.continuation
+        record["bohb"] = self.bohb.to_record() if self.optimizer == "bohb" else None
+        record["sweep"] = self.sweep.to_record() if self.optimizer in STUDY_OPTIMIZERS else None
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], warm_start: tuple[Any, ...] = ()) -> RunSpec:
+        """The spec of a ``run.json`` record; a field a run recorded before it existed takes its default
+        (``dataset`` null, as very early runs wrote it, is the digits). Values are not checked here."""
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            value = record.get(option.field)
+            if value is not None:
+                values[option.field] = value if option.type is str else option.type(value)
+        return cls(
+            **values,
+            continuation=record.get("continuation", True) is not False,
+            bohb=BohbOptions.from_record(record.get("bohb"), warm_start),
+            sweep=SweepOptions.from_record(record.get("sweep")),
+        )
 
     def to_arguments(self) -> list[str]:
         """The command-line options that give a master this spec; floats as ``repr`` (exact round trip)."""
         arguments: list[str] = []
         for option in OPTIONS:
             value = getattr(self, option.field)
+            if value is None:  # an option whose default is "not given"
+                continue
             arguments += [option.flag, repr(value) if isinstance(value, float) else str(value)]
         arguments += [] if self.continuation else [NO_CONTINUATION]
         return arguments + self.sweep.to_arguments() + self.bohb.to_arguments()
@@ -101,6 +142,7 @@ OPTIONS = (
         "which architectures the space excludes",
         choices=tuple(DATASET_SHAPES),
     ),
+    Option("--train-limit", "train on the first N training images only (quick trials; default: all)", int),
 )  # fmt: skip
 NO_CONTINUATION = "--no-continuation"
 CONTINUATION_HELP = (

@@ -36,6 +36,7 @@ class MasterSettings:
     seed: int = RunSpec.seed
     space: str = RunSpec.space
     dataset: str = RunSpec.dataset
+    train_limit: int | None = RunSpec.train_limit
     continuation: bool = RunSpec.continuation
     sweep: SweepOptions = RunSpec.sweep
     bohb: BohbOptions = RunSpec.bohb
@@ -99,6 +100,8 @@ class MasterSettings:
             raise SettingsError(
                 f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASET_SHAPES)}"
             )
+        if self.train_limit is not None and self.train_limit < 1:
+            raise SettingsError(f"--train-limit must be at least 1 image, got {self.train_limit}")
         # Imported here: ConfigSpace (and scipy under it) only once settings are built, not for --help.
         from hpo_service.space import check_space_spec
         from hpo_service.sweeps.setup import check_study

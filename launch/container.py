@@ -46,17 +46,13 @@ MASTER_OPTIONS = {
     "HPO_MAX_ATTEMPTS": "--max-attempts",
     "HPO_JOB_TIMEOUT": "--job-timeout",
 }
-# Environment variable -> option of `python -m workers`.
+# Environment variable -> option of `python -m workers`: this process's own. The run's (HPO_DATASET,
+# HPO_SEED, ...) reach the workers through the master's run.json on the shared runs volume.
 WORKER_OPTIONS = {
-    "HPO_DATASET": "--dataset",
     "HPO_DEVICE": "--device",
-    "HPO_SEED": "--seed",
     "HPO_THREADS": "--threads",
-    "HPO_TRAIN_LIMIT": "--train-limit",
     "HPO_CONNECT_TIMEOUT": "--connect-timeout",
     "HPO_PRECISION": "--precision",
-    # The schedule horizon; workers that share the runs volume read it from run.json anyway.
-    "HPO_MAX_BUDGET": "--max-budget",
 }
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -78,7 +74,7 @@ def switch(environment: Mapping[str, str], name: str) -> bool | None:
 
 
 def continuation_options(environment: Mapping[str, str]) -> list[str]:
-    """``--no-continuation`` when ``HPO_CONTINUATION`` is false (master and workers both take it)."""
+    """``--no-continuation`` for the master when ``HPO_CONTINUATION`` is false."""
     return ["--no-continuation"] if switch(environment, "HPO_CONTINUATION") is False else []
 
 
@@ -188,18 +184,27 @@ def visible_gpu_count() -> int:
     return len(visible_gpus())
 
 
-def gpu_for_replica(index: int | None, gpu_count: int) -> str:
-    """Replica N (from 0) takes GPU N mod count: one GPU per worker, round-robin when there are more."""
-    return str((index or 0) % gpu_count)
+def gpu_for_replica(index: int | None, gpu_count: int, per_gpu: int = 1) -> str:
+    """Replica N (from 0) takes GPU (N // per_gpu) mod count: ``per_gpu`` consecutive replicas share a GPU
+    (``HPO_WORKERS_PER_GPU``), round-robin when there are more replicas than GPUs x per_gpu."""
+    return str(((index or 0) // per_gpu) % gpu_count)
+
+
+def workers_per_gpu(environment: Mapping[str, str]) -> int:
+    text = value(environment, "HPO_WORKERS_PER_GPU", "1") or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"HPO_WORKERS_PER_GPU={text!r}: give a whole number of at least 1")
+    return int(text)
 
 
 def worker_command(environment: Mapping[str, str], address: str) -> list[str]:
     command = [sys.executable, "-m", "workers", "--run-id", run_id(environment)]
     command += ["--nameserver", str(nameserver(environment)), "--host", address]
-    # The master's run dir: workers resume promoted configurations from checkpoints there.
-    command += ["--run-dir", runs_dir(environment), *continuation_options(environment)]
-    dataset = value(environment, "HPO_DATASET", "digits")
-    data_dir = value(environment, "HPO_DATA_DIR", None if dataset == "digits" else DEFAULT_DATA_DIR)
+    # The master's run dir: the run's spec (run.json), and checkpoints to resume promoted configurations.
+    command += ["--run-dir", runs_dir(environment)]
+    data_dir = value(environment, "HPO_DATA_DIR")
+    if data_dir is None and Path(DEFAULT_DATA_DIR).is_dir():  # the data volume compose mounts
+        data_dir = DEFAULT_DATA_DIR
     if data_dir is not None:
         command += ["--data-dir", data_dir]
     # Worker containers on one host share its cores: each takes cores / workers-on-host torch threads.
@@ -217,7 +222,8 @@ def worker_environment(environment: Mapping[str, str], address: str) -> dict[str
         return result
     gpu_count = visible_gpu_count()
     if gpu_count > 0:
-        result["CUDA_VISIBLE_DEVICES"] = gpu_for_replica(replica_index(address), gpu_count)
+        index = replica_index(address)
+        result["CUDA_VISIBLE_DEVICES"] = gpu_for_replica(index, gpu_count, workers_per_gpu(environment))
     return result
 
 

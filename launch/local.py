@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpo_service import run_files
-from hpo_service.bohb_options import BohbOptions
 from hpo_service.console import LOG_DIRECTORY, short_log_lines
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import remove_credentials
+from hpo_service.resume import open_description
 from hpo_service.run_spec import RunSpec, add_run_arguments, spec_from_args
 from hpo_service.settings import (
     MasterSettings,
@@ -39,7 +39,6 @@ from hpo_service.settings import (
 from hpo_service.signals import interrupt_on_stop_signals
 from hpo_service.sweeps.options import (
     STUDY_OPTIMIZERS,
-    SweepOptions,
 )
 from hpo_service.tls import ensure as ensure_tls
 from hpo_service.tls import in_run_dir, is_loopback
@@ -71,23 +70,14 @@ class LaunchSettings:
     n_workers: int
     run_dir: Path
     run_id: str
-    optimizer: str
-    min_budget: float
-    max_budget: float
-    eta: float
-    n_iterations: int
-    seed: int
-    dataset: str
+    # The run (hpo_service.run_spec): handed to the master, which records it in run.json for the workers.
+    spec: RunSpec
     data_dir: Path | None
     download: bool
-    space: str
     device: str
     host: str
-    train_limit: int | None
     verbose: bool
-    sweep: SweepOptions = SweepOptions()
     precision: str = "auto"
-    continuation: bool = True
     keep_checkpoints: bool = False
     max_attempts: int = MasterSettings.max_attempts
     job_timeout: float | None = None
@@ -95,8 +85,6 @@ class LaunchSettings:
     resume: bool = False
     # Mutual TLS with certificates made for this run in RUN_DIR/tls (--no-tls: off, loopback only).
     tls: bool = True
-    # BOHB's model settings and --warm-start (hpo_service.bohb_options).
-    bohb: BohbOptions = BohbOptions()
     # --dashboard: the command of the live web dashboard started beside the search (None: no dashboard).
     dashboard_command: tuple[str, ...] | None = None
 
@@ -104,12 +92,10 @@ class LaunchSettings:
         if self.n_workers < 1:
             raise LaunchError(f"--n-workers must be at least 1, got {self.n_workers}")
         check_memory_for(self.n_workers)
-        if self.train_limit is not None and self.train_limit < 1:
-            raise LaunchError(f"--train-limit must be at least 1 image, got {self.train_limit}")
         if self.data_dir is not None and not self.download and not self.data_dir.is_dir():
             raise LaunchError(f"--data-dir {self.data_dir} is not a directory")
-        if self.dataset != "digits" and self.data_dir is None and not self.download:
-            raise LaunchError(f"--dataset {self.dataset} needs --data-dir (or --download with internet)")
+        if self.spec.dataset != "digits" and self.data_dir is None and not self.download:
+            raise LaunchError(f"--dataset {self.spec.dataset} needs --data-dir (or --download with internet)")
         if not self.tls and not is_loopback(self.host):
             raise LaunchError(f"--no-tls needs a loopback --host, not {self.host}: anyone who reaches the "
                               "ports could control the run")  # fmt: skip
@@ -130,7 +116,7 @@ class LaunchSettings:
         ``__post_init__`` unless TLS is on."""
         return MasterSettings(
             allow_insecure=True,
-            run_dir=self.run_dir, run_id=self.run_id, **RunSpec.of(self).values(),
+            run_dir=self.run_dir, run_id=self.run_id, **self.spec.values(),
             min_workers=self.n_workers, host=self.host, keep_checkpoints=self.keep_checkpoints,
             resume=self.resume, max_attempts=self.max_attempts, job_timeout=self.job_timeout,
         )  # fmt: skip
@@ -142,7 +128,7 @@ class LaunchSettings:
         else:
             command = [
                 sys.executable, "-m", "hpo_service",
-                "--run-dir", str(self.run_dir), "--run-id", self.run_id, *RunSpec.of(self).to_arguments(),
+                "--run-dir", str(self.run_dir), "--run-id", self.run_id, *self.spec.to_arguments(),
                 "--min-workers", str(self.n_workers), "--host", self.host,
             ]  # fmt: skip
         # Options of this master process, not of the search: the same for a new and a resumed run.
@@ -158,21 +144,17 @@ class LaunchSettings:
         return ["--tls-dir", str(in_run_dir(self.run_dir))] if self.tls else ["--insecure"]
 
     def worker_command(self, device: str) -> list[str]:
+        """A worker of this run; it reads the run's spec (dataset, seed, budgets) from RUN_DIR/run.json."""
         command = [
             sys.executable, "-m", "workers",
             "--run-id", self.run_id, "--run-dir", str(self.run_dir),
-            "--dataset", self.dataset, "--device", device, "--host", self.host,
-            "--workers-on-host", str(self.n_workers), "--seed", str(self.seed),
-            "--precision", self.precision,
+            "--device", device, "--host", self.host,
+            "--workers-on-host", str(self.n_workers), "--precision", self.precision,
         ]  # fmt: skip
-        if not self.continuation:
-            command.append("--no-continuation")
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
         if self.download:
             command.append("--download")
-        if self.train_limit is not None:
-            command += ["--train-limit", str(self.train_limit)]
         command += self.tls_options()
         return command + (["--verbose"] if self.verbose else [])
 
@@ -404,9 +386,13 @@ def run_processes(settings: LaunchSettings) -> int:
     group = ProcessGroup(settings.run_dir / LOG_DIRECTORY)
     try:
         logger.info("run %s in %s: %s with %d worker(s) on %s", settings.run_id, settings.run_dir,
-                    settings.optimizer, settings.n_workers, settings.dataset)  # fmt: skip
-        if settings.resume:  # the stopped master's nameserver address: workers must wait for the new one
-            remove_credentials(settings.run_dir)
+                    settings.spec.optimizer, settings.n_workers, settings.spec.dataset)  # fmt: skip
+        # The stopped master's nameserver address: workers must wait for the new one.
+        remove_credentials(settings.run_dir)
+        if settings.resume:  # the workers read the spec there, at once: in this version's form
+            open_description(settings.run_dir, settings.spec)
+        else:  # an earlier launch's spec (it has no results: refused otherwise) is not this one's
+            (settings.run_dir / run_files.RUN_DESCRIPTION).unlink(missing_ok=True)
         group.start_master(settings.master_command())
         for device, environment in worker_placements(settings):
             group.start_worker(settings.worker_command(device), environment)
@@ -430,7 +416,7 @@ def python_command() -> str:
 def report(settings: LaunchSettings, code: int) -> None:
     if code == 0:
         logger.info("done. Results: %s", settings.run_dir)
-        analysis = "analysis sweep" if settings.optimizer in STUDY_OPTIMIZERS else "analysis"
+        analysis = "analysis sweep" if settings.spec.optimizer in STUDY_OPTIMIZERS else "analysis"
         logger.info("analyse with: %s -m %s %s", python_command(), analysis, settings.run_dir)
     elif (settings.run_dir / run_files.RESULTS).is_file():
         logger.warning("run ended with exit code %d; finished results are in %s", code, settings.run_dir)
@@ -475,7 +461,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address nameserver, master and workers listen on"
     )
-    parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -538,12 +523,12 @@ def resumed_settings(args: argparse.Namespace, argv: Sequence[str] | None) -> La
         fields = settings_fields(args.resume, explicit_options(build_parser(), argv))
     except HpoServiceError as error:
         raise LaunchError(str(error)) from None
-    fields.pop("resume")
     return LaunchSettings(
-        n_workers=worker_count(args), data_dir=args.data_dir, download=args.download, device=args.device,
-        host=args.host, train_limit=args.train_limit, verbose=args.verbose, precision=args.precision,
+        n_workers=worker_count(args), run_dir=fields["run_dir"], run_id=fields["run_id"],
+        spec=RunSpec.from_fields(fields), data_dir=args.data_dir, download=args.download, device=args.device,
+        host=args.host, verbose=args.verbose, precision=args.precision,
         keep_checkpoints=args.keep_checkpoints, resume=True, tls=args.tls, max_attempts=args.max_attempts,
-        job_timeout=args.job_timeout, **fields,
+        job_timeout=args.job_timeout,
         dashboard_command=serve_command(args.resume) if args.dashboard else None,
     )  # fmt: skip
 
@@ -557,12 +542,11 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
         n_workers=worker_count(args),
         run_dir=run_dir,
         run_id=run_id,
-        **spec_from_args(args).values(),
+        spec=spec_from_args(args),
         data_dir=args.data_dir,
         download=args.download,
         device=args.device,
         host=args.host,
-        train_limit=args.train_limit,
         verbose=args.verbose,
         precision=args.precision,
         keep_checkpoints=args.keep_checkpoints,

@@ -24,10 +24,11 @@ from hpo_service.tls import in_run_dir
 class SlurmSettings:
     master: MasterSettings
     n_workers: int
-    dataset: str = "digits"
     data_dir: Path | None = None
     cpus_per_task: int = 4
     gpus_per_task: int = 0
+    # Worker processes in each worker task, sharing its GPU(s) and cores (several trials per GPU).
+    workers_per_task: int = 1
     time_limit: str = "04:00:00"
     partition: str | None = None
     account: str | None = None
@@ -43,8 +44,12 @@ class SlurmSettings:
             raise SettingsError(f"--cpus-per-task must be at least 1, got {self.cpus_per_task}")
         if self.gpus_per_task < 0:
             raise SettingsError(f"--gpus-per-task must not be negative, got {self.gpus_per_task}")
-        if self.dataset != "digits" and self.data_dir is None:
-            raise SettingsError(f"--dataset {self.dataset} needs --data-dir (on the shared filesystem)")
+        if self.workers_per_task < 1:
+            raise SettingsError(f"--workers-per-gpu must be at least 1, got {self.workers_per_task}")
+        if self.master.dataset != "digits" and self.data_dir is None:
+            raise SettingsError(
+                f"--dataset {self.master.dataset} needs --data-dir (on the shared filesystem)"
+            )
 
 
 def master_arguments(master: MasterSettings) -> list[str]:
@@ -61,10 +66,11 @@ def tls_dir(master: MasterSettings) -> Path:
 
 
 def worker_arguments(settings: SlurmSettings) -> list[str]:
+    """One worker; it reads the run's spec (dataset, seed, budgets) from the run dir's run.json."""
     master = settings.master
+    threads = max(1, settings.cpus_per_task // settings.workers_per_task)
     arguments = ["-m", "workers", "--run-id", master.run_id, "--run-dir", str(master.run_dir)]
-    arguments += ["--dataset", settings.dataset, "--threads", str(settings.cpus_per_task)]
-    arguments += ["--device", "cuda" if settings.gpus_per_task else "cpu", "--seed", str(master.seed)]
+    arguments += ["--threads", str(threads), "--device", "cuda" if settings.gpus_per_task else "cpu"]
     arguments += ["--tls-dir", str(tls_dir(master))]
     if settings.data_dir is not None:
         arguments += ["--data-dir", str(settings.data_dir)]
@@ -97,7 +103,13 @@ def sbatch_script(settings: SlurmSettings) -> str:
     python = shlex.quote(settings.python)
     host = f'--host "$({settings.host_command})"'
     master_line = f"exec {python} {quoted(master_arguments(master))} {host}"
-    worker_line = f"exec {python} {quoted(worker_arguments(settings))} {host}"
+    worker = f"{python} {quoted(worker_arguments(settings))} {host}"
+    worker_line = (
+        f"exec {worker}"
+        if settings.workers_per_task == 1
+        # Several workers share the task's GPU: each is its own process (own CUDA context, own trial).
+        else f"for i in $(seq {settings.workers_per_task}); do {worker} & done; wait"
+    )
     worker_gpus = f" --gpus-per-task={settings.gpus_per_task}" if settings.gpus_per_task else ""
     credentials = shlex.quote(str(tls_dir(master)))
     body = [
@@ -109,7 +121,8 @@ def sbatch_script(settings: SlurmSettings) -> str:
         "# Task 1: the master and its nameserver; it writes nameserver.json into the run dir.",
         f"srun --ntasks=1 --nodes=1 --exact --gres=none bash -c {shlex.quote(master_line)} &",
         "master=$!",
-        f"# Tasks 2..{settings.n_workers + 1}: one worker each; they read nameserver.json from the run dir.",
+        f"# Tasks 2..{settings.n_workers + 1}: {settings.workers_per_task} worker(s) each; they read "
+        "nameserver.json and run.json from the run dir.",
         f"srun --ntasks={settings.n_workers} --exact{worker_gpus} bash -c {shlex.quote(worker_line)} &",
         "workers=$!",
         "# The master's exit code is the job's; it shuts the workers down when the search ends.",
@@ -134,7 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", default=None, help="default: OPTIMIZER-DATE-TIME")
     parser.add_argument("--data-dir", type=Path, default=None, help="dataset dir on the shared filesystem")
     parser.add_argument("--cpus-per-task", type=int, default=4, help="also the torch threads of a worker")
-    parser.add_argument("--gpus-per-task", type=int, default=0, help="1 for one GPU per worker")
+    parser.add_argument("--gpus-per-task", type=int, default=0, help="1 for one GPU per worker task")
+    parser.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=1,
+        metavar="K",
+        help="worker processes in each worker task, sharing its GPU and its cores (cpus-per-task / K torch "
+        "threads each); the master waits for n-workers x K",
+    )
     parser.add_argument("--time", default="04:00:00", help="SLURM time limit")
     parser.add_argument("--partition", default=None)
     parser.add_argument("--account", default=None)
@@ -151,12 +172,16 @@ def settings_from_args(args: argparse.Namespace) -> SlurmSettings:
     run_id = args.run_id or default_run_id(args.optimizer)
     if args.n_workers < 1:  # checked before MasterSettings, which would name its own --min-workers
         raise SettingsError(f"--n-workers must be at least 1, got {args.n_workers}")
+    if args.workers_per_gpu < 1:
+        raise SettingsError(f"--workers-per-gpu must be at least 1, got {args.workers_per_gpu}")
     master = MasterSettings(
-        run_dir=args.run_dir, run_id=run_id, **spec_from_args(args).values(), min_workers=args.n_workers,
+        run_dir=args.run_dir, run_id=run_id, **spec_from_args(args).values(),
+        min_workers=args.n_workers * args.workers_per_gpu,
     )  # fmt: skip
     return SlurmSettings(
-        master=master, n_workers=args.n_workers, dataset=args.dataset, data_dir=args.data_dir,
-        cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, time_limit=args.time,
+        master=master, n_workers=args.n_workers, data_dir=args.data_dir,
+        workers_per_task=args.workers_per_gpu, cpus_per_task=args.cpus_per_task,
+        gpus_per_task=args.gpus_per_task, time_limit=args.time,
         partition=args.partition, account=args.account, python=args.python, setup=args.setup,
         host_command=args.host_command,
     )  # fmt: skip

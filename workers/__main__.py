@@ -12,30 +12,27 @@ from hpo_service.errors import HpoServiceError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import NameserverAddress
 from hpo_service.tls import add_tls_arguments
-from workers.settings import DATASETS, PRECISIONS, WorkerSettings
+from workers.settings import PRECISIONS, WorkerSettings
 
 logger = logging.getLogger("workers")
-
-DATASET_CHOICES = DATASETS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workers",
-        description="A worker of a distributed search: loads the dataset once, registers with the nameserver "
-        "and trains every configuration the master sends it until the master shuts it down.",
+        description="A worker of a distributed search: reads the run's spec (RUN_DIR/run.json, or from the "
+        "master when it has no run dir), loads the run's dataset once, registers with the nameserver and "
+        "trains every configuration the master sends it until the master shuts it down.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--run-id", required=True, help="the master's run id")
     parser.add_argument("--nameserver", type=NameserverAddress.argument, default=None, metavar="HOST:PORT")
     parser.add_argument(
-        "--run-dir", type=Path, default=None, help="shared run dir; read the nameserver address from it"
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=DATASET_CHOICES,
-        default="digits",
-        help="digits is embedded (scikit-learn) and needs no network",
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="the run's shared dir: the run's spec (run.json), the nameserver address and checkpoints are "
+        "read there; without it the spec comes from the master and nothing resumes from checkpoints",
     )
     parser.add_argument(
         "--data-dir",
@@ -53,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: cores / workers-on-host)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="training seed (weights and batch order)")
     parser.add_argument("--host", default="127.0.0.1", help="address this worker listens on for jobs")
     add_tls_arguments(parser, from_run_dir=True)
     parser.add_argument(
@@ -63,25 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the nameserver and the run's master (at start, and for a nameserver that "
         "went away) before giving up with exit code 1",
     )
-    parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
         default="auto",
         help="forward-pass precision: auto = bf16 on GPUs that have it (else fp16 with gradient scaling) and "
         "on CPUs with native bf16 (else fp32)",
-    )
-    parser.add_argument(
-        "--no-continuation",
-        dest="continuation",
-        action="store_false",
-        help="train every job from scratch instead of resuming promoted configurations from checkpoints",
-    )
-    parser.add_argument(
-        "--max-budget",
-        type=float,
-        default=None,
-        help="the run's largest budget (schedule horizon); default: read from the run dir's run.json",
     )
     parser.add_argument("--verbose", action="store_true")
     return parser  # fmt: skip
@@ -92,21 +75,16 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
         run_id=args.run_id,
         nameserver=args.nameserver,
         run_dir=args.run_dir,
-        dataset=args.dataset,
         data_dir=args.data_dir,
         download=args.download,
         device=args.device,
         workers_on_host=args.workers_on_host,
         threads=args.threads,
-        seed=args.seed,
         host=args.host,
         tls_dir=args.tls_dir,
         allow_insecure=args.insecure,
         connect_timeout=args.connect_timeout,
-        train_limit=args.train_limit,
         precision=args.precision,
-        continuation=args.continuation,
-        max_budget=args.max_budget,
     )
 
 

@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpo_service.shapes import DATASET_SHAPES
 from workers.dataset_error import DatasetError
 from workers.digits import load_digits_arrays, stratified_holdout
-from workers.settings import DATASETS
 
 logger = logging.getLogger(__name__)
+
+DATASETS = tuple(DATASET_SHAPES)
 
 # IDX datasets and their folder in torchvision's layout (DATA_DIR/FOLDER/raw).
 IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}

@@ -9,12 +9,14 @@ from functools import partial
 from pathlib import Path
 
 import Pyro4.errors
+import torch
 
 from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
 from hpo_service.pyro_setup import configure_pyro
+from hpo_service.run_spec import RunSpec
 from hpo_service.tls import in_run_dir
-from workers.continuation import ContinuationSource
-from workers.data import load_dataset
+from workers.continuation import continuation_plan
+from workers.data import DatasetTensors, load_dataset
 from workers.device import (
     configure_device,
     configure_threads,
@@ -23,6 +25,7 @@ from workers.device import (
     threads_per_worker,
 )
 from workers.precision import resolve_precision
+from workers.run_source import ask_master, read_run_description
 from workers.settings import WorkerSettings
 from workers.worker import TrainingWorker
 
@@ -49,27 +52,29 @@ def run_worker(settings: WorkerSettings) -> int:
     configure_device(device)
     precision = resolve_precision(settings.precision, device)
     name = device_description(device, threads)
-    data = load_dataset(
-        # The validation split uses a fixed seed so every worker and every run sees the same split.
-        settings.dataset, settings.data_dir, device, seed=SPLIT_SEED, download=settings.download,
-        train_limit=settings.train_limit,
-    )  # fmt: skip
+    # With a shared run dir the spec is there as soon as the master created the run: the data loads while
+    # the master starts its nameserver. Without one, the master gives it once it listens.
+    run = None
+    if settings.run_dir is not None:
+        run = read_run_description(settings.run_dir, settings.run_id, settings.connect_timeout)
+        data = load_data(settings, run.spec, device)
     address = settings.nameserver
     if address is None:
         assert settings.run_dir is not None  # WorkerSettings guarantees one of the two
         address = read_credentials(settings.run_dir, timeout=settings.connect_timeout)
     configure_pyro(run_tls_dir(settings))
     wait_for_nameserver(address, timeout=settings.connect_timeout)
+    if run is None:
+        run = ask_master(address, settings.run_id, settings.connect_timeout)
+        data = load_data(settings, run.spec, device)
     worker = TrainingWorker(
         settings.run_id,
         data=data,
         device=device,
         device_name=name,
-        seed=settings.seed,
+        seed=run.spec.seed,
         precision=precision.name,
-        continuation=ContinuationSource(
-            settings.run_dir, enabled=settings.continuation, max_budget=settings.max_budget
-        ),
+        continuation=continuation_plan(run.spec, settings.run_dir),
         nameserver=address.host,
         nameserver_port=address.port,
         host=settings.host,
@@ -87,6 +92,15 @@ def run_worker(settings: WorkerSettings) -> int:
         address,
     )  # fmt: skip
     return serve(worker)
+
+
+def load_data(settings: WorkerSettings, spec: RunSpec, device: torch.device) -> DatasetTensors:
+    """The run's dataset, once, on ``device``."""
+    return load_dataset(
+        # The validation split uses a fixed seed so every worker and every run sees the same split.
+        spec.dataset, settings.data_dir, device, seed=SPLIT_SEED, download=settings.download,
+        train_limit=spec.train_limit,
+    )  # fmt: skip
 
 
 def serve(worker: TrainingWorker) -> int:

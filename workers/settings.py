@@ -1,4 +1,7 @@
-"""A worker process's settings: one frozen object, validated on construction, built in ``__main__``."""
+"""A worker process's settings: one frozen object, validated on construction, built in ``__main__``.
+
+Only this process's own options: what defines the run (dataset, seed, budgets, ...) comes from the run's
+spec (``workers.run_source``)."""
 
 from __future__ import annotations
 
@@ -7,12 +10,10 @@ from pathlib import Path
 
 from hpo_service.errors import SettingsError
 from hpo_service.nameserver import NameserverAddress
-from hpo_service.shapes import DATASET_SHAPES
 from hpo_service.tls import check as check_tls
 from hpo_service.tls import in_run_dir, require_authentication
 
-# Here, not in workers.data / workers.precision, so that the CLIs can offer them without importing torch.
-DATASETS = tuple(DATASET_SHAPES)
+# Here, not in workers.precision, so that the CLIs can offer them without importing torch.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -22,27 +23,20 @@ class WorkerSettings:
     # Where to find the nameserver: an explicit address, or the run dir the master writes nameserver.json to.
     nameserver: NameserverAddress | None = None
     run_dir: Path | None = None
-    dataset: str = "digits"
     data_dir: Path | None = None
     download: bool = False
     device: str = "auto"
     # Worker processes sharing this host's cores; torch threads per worker = cores // workers_on_host.
     workers_on_host: int = 1
     threads: int | None = None
-    seed: int = 0
     host: str = "127.0.0.1"
     # The run's TLS credentials (hpo_service.tls); None: RUN_DIR/tls when the run dir has one.
     tls_dir: Path | None = None
     # Listen on a non-loopback host without credentials (anyone who reaches it could stop this worker).
     allow_insecure: bool = False
     connect_timeout: float = 120.0
-    train_limit: int | None = None
     # Forward-pass precision (workers.precision): auto = bf16 on CUDA and on CPUs with native bf16.
     precision: str = "auto"
-    # Resume promoted configurations from their checkpoint in the run dir (workers.continuation).
-    continuation: bool = True
-    # The run's largest budget (epochs), the schedule horizon; None: read from RUN_DIR/run.json.
-    max_budget: float | None = None
 
     def __post_init__(self) -> None:
         if self.nameserver is None and self.run_dir is None:
@@ -65,9 +59,5 @@ class WorkerSettings:
             raise SettingsError(f"--connect-timeout must be positive, got {self.connect_timeout:g}")
         if self.data_dir is not None and not self.download and not self.data_dir.is_dir():
             raise SettingsError(f"--data-dir {self.data_dir} is not a directory")
-        if self.train_limit is not None and self.train_limit < 1:
-            raise SettingsError(f"--train-limit must be at least 1, got {self.train_limit}")
         if self.precision not in PRECISIONS:
             raise SettingsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.max_budget is not None and not self.max_budget > 0:
-            raise SettingsError(f"--max-budget must be positive, got {self.max_budget:g}")

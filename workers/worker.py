@@ -16,7 +16,7 @@ import torch
 from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from workers.checkpoints import CheckpointError, TrainingState, run_identity
-from workers.continuation import ContinuationPlan, ContinuationSource, budget_to_epochs
+from workers.continuation import ContinuationPlan, budget_to_epochs
 from workers.data import DatasetTensors
 from workers.device import gpu_index, peak_memory, reset_peak_memory
 from workers.models import ConfigurationError
@@ -44,7 +44,7 @@ class TrainingWorker(ServiceWorker):
         device_name: str,
         seed: int = 0,
         precision: str = "fp32",
-        continuation: ContinuationSource | None = None,
+        continuation: ContinuationPlan | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(run_id, **kwargs)
@@ -53,13 +53,13 @@ class TrainingWorker(ServiceWorker):
         self.device_name = device_name
         self.seed = seed
         self.precision = precision
-        self.continuation = continuation or ContinuationSource(None, enabled=False)
+        self.continuation = continuation or ContinuationPlan()
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
 
     def evaluate(self, job: JobRequest) -> EvaluationResult:
         config_id, config = job.config_id, dict(job.config)
         epochs = budget_to_epochs(job.budget)
-        plan = self.continuation.plan()
+        plan = self.continuation
         context: dict[str, Any] = {
             "dataset": self.data.name,
             "seed": self.training_seed(config),

@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ import Pyro4.errors
 from hpbandster.core.dispatcher import Dispatcher, Job, Worker
 
 from hpo_service.records import WORST_LOSS, JobStatus
+from hpo_service.wire import to_builtins
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +79,13 @@ class ServiceDispatcher(Dispatcher):
         *args: Any,
         max_attempts: int = MAX_ATTEMPTS,
         job_timeout: float | None = None,
+        run_description: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.max_attempts = max_attempts
         self.job_timeout = job_timeout
+        self._run_description = dict(run_description or {})
         self._discovery_requested = False
         # Worker name -> the job it was sent but did not run at the last check (see _check_workers).
         self._not_running: dict[str, Any] = {}
@@ -92,6 +96,11 @@ class ServiceDispatcher(Dispatcher):
         # Job id -> the worker still running it after it timed out (the job is already recorded).
         self._cancelled: dict[Any, str] = {}
         self.retries = 0
+
+    @Pyro4.expose
+    def run_description(self) -> dict[str, Any]:
+        """The run's ``run.json`` record (its spec): what a worker without the shared run dir trains by."""
+        return to_builtins(self._run_description)
 
     @Pyro4.expose
     @Pyro4.callback

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import Pyro4
@@ -57,6 +57,7 @@ class FixedMaster(Master):
         prefetch_jobs: int = PREFETCH_JOBS,
         max_attempts: int = MAX_ATTEMPTS,
         job_timeout: float | None = None,
+        run_description: Mapping[str, Any] | None = None,
     ) -> None:
         del shutdown_workers  # upstream takes it and ignores it too: shutdown() is told each time
         self.result_listener = result_listener
@@ -92,6 +93,7 @@ class FixedMaster(Master):
             host=host,
             max_attempts=max_attempts,
             job_timeout=job_timeout,
+            run_description=run_description,
         )
         self.dispatcher_thread = threading.Thread(target=self.dispatcher.run)
         self.dispatcher_thread.start()

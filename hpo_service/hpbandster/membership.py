@@ -129,22 +129,55 @@ class Membership:
         return True
 
     def no_master_reason(self) -> str:
-        runs: list[str] = []
-        try:
-            with Pyro4.locateNS(self.worker.nameserver, port=self.worker.nameserver_port) as nameserver:
-                nameserver._pyroTimeout = CALL_TIMEOUT
-                names = nameserver.list(prefix="hpbandster.run_")
-            prefix, suffix = "hpbandster.run_", ".dispatcher"
-            runs = sorted({name[len(prefix) : -len(suffix)] for name in names if name.endswith(suffix)})
-        except Pyro4.errors.PyroError:
-            pass
-        found = f"runs with a master there: {', '.join(runs)}" if runs else "no run has a master there"
-        return (
-            f"no master for run id {self.worker.run_id!r} appeared at the nameserver "
-            f"{self.worker.nameserver}:{self.worker.nameserver_port} within {self.patience:g} s ({found})"
-        )
+        return no_master_reason(
+            NameserverAddress(self.worker.nameserver, self.worker.nameserver_port), self.worker.run_id,
+            self.patience,
+        )  # fmt: skip
 
     def give_up(self, reason: str) -> None:
         logger.error("%s; stopping", reason)
         self.worker.exit_error = reason
         self.worker.shutdown()
+
+
+def run_description_from_master(address: NameserverAddress, run_id: str, timeout: float) -> dict[str, Any]:
+    """The run's ``run.json`` record, asked of its master (a worker without the shared run dir): the
+    master's dispatcher is looked up in the nameserver, waiting up to ``timeout`` seconds for it to appear.
+    Raises TimeoutError naming the run when no master of ``run_id`` answered in time."""
+    deadline = time.monotonic() + timeout
+    last_error = "no master of the run registered"
+    while True:
+        try:
+            with Pyro4.locateNS(address.host, port=address.port) as nameserver:
+                nameserver._pyroTimeout = CALL_TIMEOUT
+                dispatchers = nameserver.list(prefix=f"hpbandster.run_{run_id}.dispatcher")
+            for uri in dispatchers.values():
+                with Pyro4.Proxy(uri) as dispatcher:
+                    dispatcher._pyroTimeout = CALL_TIMEOUT
+                    description = dispatcher.run_description()
+                if isinstance(description, dict) and description:
+                    return description
+        except Pyro4.errors.PyroError as error:
+            last_error = str(error)
+        if time.monotonic() >= deadline:
+            logger.debug("no run description yet: %s", last_error)
+            raise TimeoutError(no_master_reason(address, run_id, timeout))
+        time.sleep(0.2)
+
+
+def no_master_reason(address: NameserverAddress, run_id: str, waited: float) -> str:
+    """Why a worker found no master of ``run_id``, naming the runs that have one at the nameserver."""
+    runs: list[str] = []
+    try:
+        with Pyro4.locateNS(address.host, port=address.port) as nameserver:
+            nameserver._pyroTimeout = CALL_TIMEOUT
+            names = nameserver.list(prefix="hpbandster.run_")
+        prefix, suffix = "hpbandster.run_", ".dispatcher"
+        runs = sorted({name[len(prefix) : -len(suffix)] for name in names if name.endswith(suffix)})
+    except Pyro4.errors.PyroError:
+        pass
+    found = f"runs with a master there: {', '.join(runs)}" if runs else "no run has a master there"
+    return (
+        f"no master for run id {run_id!r} appeared at the nameserver {address.host}:{address.port} "
+        f"within {waited:g} s ({found})"
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hpo_service.errors import SettingsError
 
@@ -46,6 +48,32 @@ class SweepOptions:
     def study_options_given(self) -> bool:
         """Whether any option that only a sweep or grid uses was given."""
         return bool(self.base or self.vary) or self.repeats != 1 or self.force or self.max_jobs != MAX_JOBS
+
+    def to_record(self) -> dict[str, Any]:
+        """The study's options as ``run.json`` holds them (``--space-from-sweep`` makes a new run's space
+        and is not kept: the space is in the run dir)."""
+        return {
+            "base": list(self.base),
+            "vary": list(self.vary),
+            "repeats": self.repeats,
+            "max_jobs": self.max_jobs,
+            "force": self.force,
+            "tolerance": self.tolerance,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> SweepOptions:
+        """The options of a ``run.json`` record; defaults for a run that recorded none."""
+        if not record:
+            return cls()
+        return cls(
+            base=tuple(record.get("base", ())),
+            vary=tuple(record.get("vary", ())),
+            repeats=int(record.get("repeats", 1)),
+            max_jobs=int(record.get("max_jobs", MAX_JOBS)),
+            force=bool(record.get("force", False)),
+            tolerance=float(record.get("tolerance", TOLERANCE)),
+        )
 
     def to_arguments(self) -> list[str]:
         """The options for ``python -m hpo_service`` (defaults left out)."""

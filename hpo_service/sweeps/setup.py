@@ -7,9 +7,7 @@ plan again and records it (``prepare_sweep``), and passes it to the optimizer (`
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -77,7 +75,7 @@ def apply_space_from_sweep(
     if run_dir is not None:
         for change in narrowing.changes:
             logger.info("--space-from-sweep: %s", change)
-        write_json(run_dir / NARROWING_FILE, narrowing.to_dict())
+        run_files.write_json(run_dir / NARROWING_FILE, narrowing.to_dict())
         narrowing.space.seed(settings.seed)
     return narrowing.space
 
@@ -98,7 +96,7 @@ def prepare_sweep(
         input_shape=dataset_input_shape(settings.dataset),
     )
     if run_dir is not None:
-        write_json(run_dir / PLAN_FILE, plan.to_dict())
+        run_files.write_json(run_dir / PLAN_FILE, plan.to_dict())
         logger.info(
             "%s: %d configurations x %d repeats (seeds %s) = %d jobs of %g epochs",
             plan.kind, len(plan.configurations), plan.repeats, ", ".join(map(str, plan.seeds)),
@@ -110,9 +108,3 @@ def prepare_sweep(
 def optimizer_arguments(plan: SweepPlan | None) -> dict[str, Any]:
     """Extra keyword arguments of the optimizer: the plan for a study, nothing otherwise."""
     return {} if plan is None else {"plan": plan}
-
-
-def write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)

@@ -159,7 +159,7 @@ class FaultWorker(FakeWorker):
         """The real worker's evaluate(), whose training step raises ``error``: its own exception mapping."""
         import torch
 
-        from workers.continuation import ContinuationSource
+        from workers.continuation import ContinuationPlan
         from workers.worker import TrainingWorker
 
         shim = TrainingWorker.__new__(TrainingWorker)
@@ -169,7 +169,7 @@ class FaultWorker(FakeWorker):
         shim.seed = 0
         shim.precision = "fp32"
         shim.identity = self.name
-        shim.continuation = ContinuationSource(None, enabled=False)
+        shim.continuation = ContinuationPlan()
 
         def train(*args: Any, **kwargs: Any) -> Any:
             raise error

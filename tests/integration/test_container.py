@@ -77,19 +77,21 @@ def test_roles_without_certificates_fail_with_one_line(
     assert error.count("\n") == 1 and "ca.pem is missing" in error and "HPO_INSECURE" in error
 
 
-def test_worker_command_for_mnist_reads_the_mounted_data_dir() -> None:
+def test_worker_command_reads_the_mounted_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(container, "DEFAULT_DATA_DIR", str(tmp_path))  # the compose volume, mounted
     environment = {"HPO_DATASET": "mnist", "HPO_N_WORKERS": "3", "HPO_DEVICE": "cpu", "HPO_THREADS": ""}
     command = container.worker_command(environment, "172.19.0.4")
     arguments = command[3:]
     assert command[:3] == [sys.executable, "-m", "workers"]
     assert arguments[arguments.index("--run-id") + 1] == "compose"
     assert arguments[arguments.index("--host") + 1] == "172.19.0.4"
-    assert arguments[arguments.index("--data-dir") + 1] == "/data"
+    assert arguments[arguments.index("--data-dir") + 1] == str(tmp_path)
     assert arguments[arguments.index("--workers-on-host") + 1] == "3"
     assert arguments[arguments.index("--device") + 1] == "cpu"
-    assert "--threads" not in arguments
-    digits = container.worker_command({}, "172.19.0.4")
-    assert "--data-dir" not in digits
+    # The dataset is the run's: the worker reads it from the master's run.json on the runs volume.
+    assert "--threads" not in arguments and "--dataset" not in arguments
+    monkeypatch.setattr(container, "DEFAULT_DATA_DIR", str(tmp_path / "not-mounted"))
+    assert "--data-dir" not in container.worker_command({}, "172.19.0.4")
 
 
 def test_worker_command_parses_with_the_worker_cli(certificates: str) -> None:
@@ -108,6 +110,19 @@ def test_worker_command_parses_with_the_worker_cli(certificates: str) -> None:
 )
 def test_replicas_take_gpus_round_robin(index: int | None, count: int, expected: str) -> None:
     assert container.gpu_for_replica(index, count) == expected
+
+
+def test_workers_per_gpu_packs_consecutive_replicas_on_one_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(container, "visible_gpu_count", lambda: 2)
+    monkeypatch.setattr(container, "replica_index", lambda address: int(address.rsplit(".", 1)[1]))
+    environment = {"HPO_WORKERS_PER_GPU": "3"}
+    gpus = [
+        container.worker_environment(environment, f"10.0.0.{index}")["CUDA_VISIBLE_DEVICES"]
+        for index in range(6)
+    ]
+    assert gpus == ["0", "0", "0", "1", "1", "1"]
+    with pytest.raises(ValueError, match="HPO_WORKERS_PER_GPU"):
+        container.worker_environment({"HPO_WORKERS_PER_GPU": "0"}, "10.0.0.1")
 
 
 def test_no_gpu_no_pinning(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -327,7 +327,7 @@ def test_launch_local_refuses_a_conflicting_resume(tmp_path: Path) -> None:
     argv = ["--resume", str(run_dir), "--n-workers", "2"]
     settings = settings_from_args(build_parser().parse_args(argv), argv)
     assert settings.resume
-    assert (settings.run_id, settings.max_budget, settings.n_iterations) == (RUN_ID, 9.0, 2)
+    assert (settings.run_id, settings.spec.max_budget, settings.spec.n_iterations) == (RUN_ID, 9.0, 2)
     assert settings.master_command()[2:6] == ["hpo_service", "--resume", str(run_dir), "--min-workers"]
     argv = ["--resume", str(run_dir), "--eta", "2"]
     with pytest.raises(LaunchError, match="--eta 2.0 differs from the run's 3.0"):

@@ -46,6 +46,17 @@ def test_script_asks_for_one_task_per_worker_plus_the_master(tmp_path: Path) -> 
     assert subprocess.run(["bash", "-n"], input=text, text=True, check=False).returncode == 0
 
 
+def test_several_workers_per_gpu_share_each_task(tmp_path: Path) -> None:
+    text = generate(
+        tmp_path, "--n-workers", "2", "--gpus-per-task", "1", "--cpus-per-task", "8", "--workers-per-gpu", "4"
+    )
+    assert "#SBATCH --ntasks=3\n" in text and "#SBATCH --gpus=2\n" in text
+    assert "--min-workers 8" in text  # the master waits for every worker process
+    worker_line = next(line for line in text.splitlines() if "-m workers" in line)
+    assert "for i in $(seq 4); do" in worker_line and "--threads 2 --device cuda" in worker_line
+    assert subprocess.run(["bash", "-n"], input=text, text=True, check=False).returncode == 0
+
+
 def test_cpu_script_has_no_gpu_requests(tmp_path: Path) -> None:
     text = generate(tmp_path, "--n-workers", "2")
     assert "gpus" not in text

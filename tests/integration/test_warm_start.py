@@ -278,7 +278,7 @@ def test_launch_local_slurm_and_the_container_pass_the_options_to_the_master(tmp
     local = launch_local.settings_from_args(
         launch_local.build_parser().parse_args(["--run-dir", str(tmp_path / "run"), *options])
     )
-    assert local.bohb == expected and given_to_master(local.master_command()[3:]) == expected
+    assert local.spec.bohb == expected and given_to_master(local.master_command()[3:]) == expected
     script = slurm.settings_from_args(
         slurm.build_parser().parse_args(["-o", "job.sh", "--run-dir", str(tmp_path / "r"), *options])
     )

@@ -3,7 +3,6 @@ that successive halving dropped, the worker that resumes, and the settings that 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
@@ -25,8 +24,9 @@ from hpo_service.checkpoint_files import (
     parse_config_directory,
 )
 from hpo_service.records import JobRequest
+from hpo_service.run_spec import RunSpec
 from launch import container
-from workers.continuation import ContinuationSource, budget_to_epochs
+from workers.continuation import ContinuationPlan, budget_to_epochs, continuation_plan
 from workers.data import DatasetTensors, load_dataset
 from workers.worker import TrainingWorker
 
@@ -186,12 +186,13 @@ def digits() -> DatasetTensors:
     return load_dataset("digits", None, CPU, train_limit=300)
 
 
-def write_run_json(run_dir: Path, max_budget: float = 9.0, **extra: Any) -> None:
+def shared(run_dir: Path, max_budget: float = 9.0, continuation: bool = True) -> ContinuationPlan:
+    """The plan of a worker that shares ``run_dir`` with a master running such a spec."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps({"run_id": "t", "max_budget": max_budget, **extra}))
+    return continuation_plan(RunSpec(max_budget=max_budget, continuation=continuation), run_dir)
 
 
-def make_worker(digits: DatasetTensors, source: ContinuationSource) -> TrainingWorker:
+def make_worker(digits: DatasetTensors, plan: ContinuationPlan | None = None) -> TrainingWorker:
     return TrainingWorker(
         "test",
         data=digits,
@@ -199,15 +200,14 @@ def make_worker(digits: DatasetTensors, source: ContinuationSource) -> TrainingW
         device_name="cpu (test)",
         seed=3,
         precision="fp32",
-        continuation=source,
+        continuation=plan,
     )
 
 
 def test_a_promoted_job_resumes_and_ends_where_an_uninterrupted_job_ends(
     digits: DatasetTensors, tmp_path: Path
 ) -> None:
-    write_run_json(tmp_path)
-    worker = make_worker(digits, ContinuationSource(tmp_path))
+    worker = make_worker(digits, shared(tmp_path))
     first = worker.evaluate(JobRequest((0, 0, 1), dict(CONFIG), 1.0)).to_wire()
     assert checkpoint_path(tmp_path, (0, 0, 1), 1).is_file()
 
@@ -221,7 +221,7 @@ def test_a_promoted_job_resumes_and_ends_where_an_uninterrupted_job_ends(
     # Only the latest checkpoint stays: the next promotion resumes from 3 epochs.
     assert sorted(path.name for path in config_directory(tmp_path, (0, 0, 1)).iterdir()) == ["3.pt"]
     # A worker that cannot resume (no shared run dir) but plans the same horizon trains the same network.
-    straight = make_worker(digits, ContinuationSource(None, max_budget=9)).evaluate(
+    straight = make_worker(digits, continuation_plan(RunSpec(max_budget=9), None)).evaluate(
         JobRequest((7, 0, 0), dict(CONFIG), 3)
     )
     straight_info = straight.to_wire()["info"]
@@ -232,8 +232,7 @@ def test_a_promoted_job_resumes_and_ends_where_an_uninterrupted_job_ends(
 
 
 def test_the_largest_budget_saves_no_checkpoint(digits: DatasetTensors, tmp_path: Path) -> None:
-    write_run_json(tmp_path, max_budget=2)
-    worker = make_worker(digits, ContinuationSource(tmp_path))
+    worker = make_worker(digits, shared(tmp_path, max_budget=2))
     worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 1.0))
     assert checkpoint_path(tmp_path, (0, 0, 0), 1).is_file()
     worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 2.0))
@@ -244,11 +243,10 @@ def test_the_largest_budget_saves_no_checkpoint(digits: DatasetTensors, tmp_path
 def test_a_damaged_checkpoint_means_training_from_scratch(
     digits: DatasetTensors, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write_run_json(tmp_path)
     path = checkpoint_path(tmp_path, (0, 0, 4), 1)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x00" * 64)
-    worker = make_worker(digits, ContinuationSource(tmp_path))
+    worker = make_worker(digits, shared(tmp_path))
 
     with caplog.at_level(logging.WARNING):
         result = worker.evaluate(JobRequest((0, 0, 4), dict(CONFIG), 3.0)).to_wire()
@@ -259,49 +257,31 @@ def test_a_damaged_checkpoint_means_training_from_scratch(
     assert "checkpoint unusable" in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("worker_enabled", "run_json", "expected_horizon"),
-    [
-        (False, {}, 3),  # the worker's --no-continuation
-        (True, {"continuation": False}, 3),  # the master's --no-continuation, read from run.json
-    ],
-    ids=["worker-switch", "master-switch"],
-)
-def test_continuation_off_trains_each_budget_on_its_own(
-    digits: DatasetTensors,
-    tmp_path: Path,
-    worker_enabled: bool,
-    run_json: dict[str, Any],
-    expected_horizon: int,
-) -> None:
-    write_run_json(tmp_path, **run_json)
-    worker = make_worker(digits, ContinuationSource(tmp_path, enabled=worker_enabled))
+def test_continuation_off_trains_each_budget_on_its_own(digits: DatasetTensors, tmp_path: Path) -> None:
+    worker = make_worker(digits, shared(tmp_path, continuation=False))  # the run's --no-continuation
     worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 1.0))
     result = worker.evaluate(JobRequest((0, 0, 0), dict(CONFIG), 3.0)).to_wire()
     assert result["info"]["resumed_from_budget"] is None
-    assert result["info"]["schedule_epochs"] == expected_horizon
+    assert result["info"]["schedule_epochs"] == 3
     assert not checkpoint_root(tmp_path).exists()
 
 
-def test_continuation_source_rules(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_continuation_plan_rules(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    off = continuation_plan(RunSpec(continuation=False), tmp_path)
+    assert (off.max_epochs, off.store) == (None, None) and off.horizon(3) == 3
+    plan = continuation_plan(RunSpec(max_budget=27.000000000000004), tmp_path)
+    assert plan.max_epochs == 27 and plan.store is not None
+    assert plan.horizon(3) == 27 and plan.saves(9) and not plan.saves(27)
     with caplog.at_level(logging.WARNING, logger="workers.continuation"):
-        missing = ContinuationSource(tmp_path / "nothing").plan()
-    assert (missing.max_epochs, missing.store) == (None, None) and missing.horizon(3) == 3
-    assert "no run.json" in caplog.text
-    write_run_json(tmp_path, max_budget=27.000000000000004)
-    shared = ContinuationSource(tmp_path).plan()
-    assert shared.max_epochs == 27 and shared.store is not None
-    assert shared.horizon(3) == 27 and shared.saves(9) and not shared.saves(27)
-    overridden = ContinuationSource(tmp_path, max_budget=9).plan()
-    assert overridden.max_epochs == 9
-    (tmp_path / "run.json").write_text('{"max_budget": "lots"}')
-    assert ContinuationSource(tmp_path).plan().store is None
+        remote = continuation_plan(RunSpec(max_budget=9), None)  # the spec came over the wire
+    assert (remote.max_epochs, remote.store) == (9, None) and not remote.saves(3)
+    assert "no shared run dir" in caplog.text
 
 
 # The settings that carry it: launcher, container variables, CLIs.
 
 
-def test_the_launcher_passes_precision_and_continuation_to_master_and_workers(tmp_path: Path) -> None:
+def test_the_launcher_passes_continuation_to_the_master_and_precision_to_workers(tmp_path: Path) -> None:
     from hpo_service.__main__ import build_parser as master_parser
     from hpo_service.__main__ import settings_from_args as master_settings
     from hpo_service.tls import generate as generate_tls
@@ -313,15 +293,17 @@ def test_the_launcher_passes_precision_and_continuation_to_master_and_workers(tm
     arguments = ["--run-dir", str(tmp_path / "run"), "--precision", "bf16", "--no-continuation"]
     launch = settings_from_args(build_parser().parse_args([*arguments, "--keep-checkpoints"]))
     master = master_settings(master_parser().parse_args(launch.master_command()[3:]))
-    worker = worker_settings(worker_parser().parse_args(launch.worker_command("cpu")[3:]))
+    worker_command = launch.worker_command("cpu")
+    worker = worker_settings(worker_parser().parse_args(worker_command[3:]))
     assert (master.continuation, master.keep_checkpoints) == (False, True)
-    assert (worker.continuation, worker.precision) == (False, "bf16")
+    # The run's continuation reaches the worker through run.json, not its command line.
+    assert worker.precision == "bf16" and "--no-continuation" not in worker_command
 
     default = settings_from_args(build_parser().parse_args(["--run-dir", str(tmp_path / "run")]))
     master = master_settings(master_parser().parse_args(default.master_command()[3:]))
     worker = worker_settings(worker_parser().parse_args(default.worker_command("cpu")[3:]))
     assert (master.continuation, master.keep_checkpoints) == (True, False)
-    assert (worker.continuation, worker.precision, worker.run_dir) == (True, "auto", tmp_path / "run")
+    assert (worker.precision, worker.run_dir) == ("auto", tmp_path / "run")
 
 
 @pytest.mark.parametrize(("text", "expected"), [("false", True), ("0", True), ("true", False), ("", False)])
@@ -330,11 +312,12 @@ def test_container_variables_switch_continuation(text: str, expected: bool) -> N
     environment |= {"HPO_PRECISION": "fp32", "HPO_KEEP_CHECKPOINTS": "yes", "HPO_MAX_BUDGET": "9"}
     master = container.master_command(environment)
     worker = container.worker_command(environment, "172.19.0.4")
-    assert ("--no-continuation" in master) == ("--no-continuation" in worker) == expected
-    assert "--keep-checkpoints" in master
+    assert ("--no-continuation" in master) == expected
+    assert "--keep-checkpoints" in master and master[master.index("--max-budget") + 1] == "9"
+    # The run's options reach the workers through the master's run.json on the runs volume.
     assert worker[worker.index("--run-dir") + 1] == "/runs/study"
     assert worker[worker.index("--precision") + 1] == "fp32"
-    assert worker[worker.index("--max-budget") + 1] == "9"
+    assert not {"--no-continuation", "--max-budget", "--dataset", "--seed"} & set(worker)
 
 
 def test_a_container_switch_must_be_yes_or_no() -> None:
@@ -343,12 +326,10 @@ def test_a_container_switch_must_be_yes_or_no() -> None:
 
 
 def test_a_result_names_its_step_mode_gpu_and_peak_gpu_memory(digits: DatasetTensors) -> None:
-    info = (
-        make_worker(digits, ContinuationSource(None)).evaluate(JobRequest((0, 0, 0), dict(CONFIG), 1.0)).info
-    )
+    info = make_worker(digits).evaluate(JobRequest((0, 0, 0), dict(CONFIG), 1.0)).info
     # On the CPU: no GPU and no GPU memory (null, not zero); the trainer ran its steps eagerly.
     assert (info["step_mode"], info["gpu_index"], info["peak_gpu_memory"]) == ("eager", None, None)
-    failed = make_worker(digits, ContinuationSource(None)).evaluate(
+    failed = make_worker(digits).evaluate(
         JobRequest((0, 0, 1), {**CONFIG, "optimizer": "no-such-optimizer"}, 1.0)
     )
     assert failed.status.value == "failed" and failed.info["peak_gpu_memory"] is None

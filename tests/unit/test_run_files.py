@@ -14,6 +14,7 @@ from analysis.load import load_run
 from hpo_service import run_files
 from hpo_service.hpbandster.result_log import JsonResultLogger
 from hpo_service.records import EvaluationResult, JobStatus, RunDescription
+from hpo_service.run_spec import RunSpec
 from tests.conftest import REPO
 
 
@@ -55,10 +56,8 @@ def test_what_the_result_logger_writes_analysis_reads_back(tmp_path: Path) -> No
     logger(finished_job((0, 0, 1), 1.0, failed.to_wire(), None))
     logger(finished_job((1, 0, 0), 1.0, None, "Worker died unexpectedly."))  # crashed: no result at all
     logger.close()
-    description = RunDescription(
-        run_id="round-trip", optimizer="bohb", min_budget=1.0, max_budget=3.0, eta=3.0, n_iterations=1,
-        seed=5, dataset="digits", space="default", started=999.0,
-    )  # fmt: skip
+    spec = RunSpec(optimizer="bohb", min_budget=1.0, max_budget=3.0, eta=3.0, n_iterations=1, seed=5)
+    description = RunDescription(run_id="round-trip", spec=spec, started=999.0)
     (tmp_path / run_files.RUN_DESCRIPTION).write_text(json.dumps(description.to_dict()))
 
     run = load_run(tmp_path, prefer="json")

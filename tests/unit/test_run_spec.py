@@ -4,6 +4,7 @@ the same ones: the master's CLI, launch.local, launch.slurm and the container ro
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 from dataclasses import replace
@@ -14,6 +15,7 @@ import pytest
 
 from hpo_service import __main__ as master_cli
 from hpo_service.bohb_options import BohbOptions
+from hpo_service.records import RunDescription
 from hpo_service.resume import FIXED_BY_RUN
 from hpo_service.run_spec import ENVIRONMENT, OPTIONS, RunSpec, add_run_arguments, spec_from_args
 from hpo_service.sweeps.options import SweepOptions
@@ -75,6 +77,7 @@ def unusual_spec(tmp_path: Path, with_paths: bool = False) -> RunSpec:
         seed=7,
         space="lenet-small",
         dataset="mnist",
+        train_limit=500,
         continuation=False,
         bohb=BohbOptions(min_points_in_model=9, random_fraction=1 / 7),
         sweep=SweepOptions(tolerance=0.123456789),
@@ -105,8 +108,8 @@ def master_spec(command: list[str]) -> RunSpec:
 def test_launch_local_hands_the_master_its_spec_unchanged(tmp_path: Path) -> None:
     spec = unusual_spec(tmp_path)
     settings = local.LaunchSettings(
-        n_workers=1, run_dir=tmp_path / "run", run_id="r", data_dir=tmp_path, download=False, device="cpu",
-        host="127.0.0.1", train_limit=None, verbose=False, **spec.values(),
+        n_workers=1, run_dir=tmp_path / "run", run_id="r", spec=spec, data_dir=tmp_path, download=False,
+        device="cpu", host="127.0.0.1", verbose=False,
     )  # fmt: skip
     assert master_spec(settings.master_command()) == spec
     assert RunSpec.of(settings.master_settings()) == spec
@@ -159,3 +162,29 @@ def test_container_master_gets_the_run_options_of_its_variables(tmp_path: Path) 
 def test_a_resumed_run_fixes_every_run_option_but_the_space_and_the_option_groups() -> None:
     fixed = {field for field in FIXED_BY_RUN if field != "run_id"}
     assert fixed == {option.field for option in OPTIONS if option.field != "space"} | {"continuation"}
+
+
+def test_run_json_holds_the_spec_and_gives_it_back(tmp_path: Path) -> None:
+    spec = replace(unusual_spec(tmp_path), optimizer="bohb")
+    record = json.loads(json.dumps(RunDescription("r", spec, started=1.5).to_dict()))
+    # Flat, as analysis and earlier versions read it; BOHB's settings only for BOHB, a study's for studies.
+    assert (record["run_id"], record["max_budget"], record["train_limit"]) == ("r", spec.max_budget, 500)
+    assert record["sweep"] is None and record["bohb"]["min_points_in_model"] == 9
+    assert RunDescription.from_dict(record) == RunDescription("r", replace(spec, sweep=SweepOptions()), 1.5)
+    study = RunSpec(optimizer="grid", sweep=spec.sweep)
+    assert RunSpec.from_record(study.to_record()) == study
+    assert RunSpec.from_record(RunSpec(optimizer="hyperband").to_record()) == RunSpec(optimizer="hyperband")
+
+
+def test_a_run_json_of_an_earlier_version_gives_its_spec_with_defaults() -> None:
+    # run.json as commit 208aab4 wrote it: no train limit, no study options, dataset null in the oldest.
+    record = {
+        "run_id": "old", "optimizer": "hyperband", "min_budget": 1, "max_budget": 9, "eta": 3,
+        "n_iterations": 2, "seed": 4, "dataset": None, "space": "default", "started": 10.0, "finished": None,
+        "continuation": True, "bohb": None, "warm_start": None,
+    }  # fmt: skip
+    description = RunDescription.from_dict(record)
+    assert description.spec == RunSpec(
+        optimizer="hyperband", min_budget=1.0, max_budget=9.0, eta=3.0, n_iterations=2, seed=4
+    )
+    assert isinstance(description.spec.max_budget, float) and description.started == 10.0
