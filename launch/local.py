@@ -117,19 +117,19 @@ class LaunchSettings:
         return MasterSettings(
             allow_insecure=True,
             run_dir=self.run_dir, run_id=self.run_id, **self.spec.values(),
-            min_workers=self.n_workers, host=self.host, keep_checkpoints=self.keep_checkpoints,
+            min_workers=LOCAL_MIN_WORKERS, host=self.host, keep_checkpoints=self.keep_checkpoints,
             resume=self.resume, max_attempts=self.max_attempts, job_timeout=self.job_timeout,
         )  # fmt: skip
 
     def master_command(self) -> list[str]:
         if self.resume:  # the master reads the run's settings from the run dir
             command = [sys.executable, "-m", "hpo_service", "--resume", str(self.run_dir),
-                       "--min-workers", str(self.n_workers), "--host", self.host]  # fmt: skip
+                       "--min-workers", str(LOCAL_MIN_WORKERS), "--host", self.host]  # fmt: skip
         else:
             command = [
                 sys.executable, "-m", "hpo_service",
                 "--run-dir", str(self.run_dir), "--run-id", self.run_id, *self.spec.to_arguments(),
-                "--min-workers", str(self.n_workers), "--host", self.host,
+                "--min-workers", str(LOCAL_MIN_WORKERS), "--host", self.host,
             ]  # fmt: skip
         # Options of this master process, not of the search: the same for a new and a resumed run.
         command += ["--keep-checkpoints"] if self.keep_checkpoints else []
@@ -215,6 +215,32 @@ def default_worker_count(device: str, workers_per_gpu: int) -> int:
     """Workers without ``--n-workers``: ``workers_per_gpu`` on each visible GPU, else 4 on the CPU."""
     gpus = visible_gpus() if device in ("auto", "cuda") else []
     return len(gpus) * workers_per_gpu if gpus else CPU_WORKERS
+
+
+# The master starts the search with the first worker that is up: the others are this launch's own and
+# join within seconds (each one gets a job as soon as it registers), so the first job need not wait for
+# the slowest worker's start.
+LOCAL_MIN_WORKERS = 1
+# Seconds the later workers wait at most for the master to listen (see early_workers).
+STAGGER_LIMIT = 20.0
+
+
+def early_workers(count: int) -> int:
+    """Workers started with the master. Each process spends seconds of CPU importing torch or HpBandSter;
+    with more processes than cores they all slow each other down and the first job waits for the slowest
+    import. So the master and as many workers as leave it a core start at once; the others once the master
+    listens (its imports done). Every worker is started either way."""
+    return max(1, min(count, (os.cpu_count() or 1) - 1))
+
+
+def wait_for_master_start(group: ProcessGroup, run_dir: Path) -> None:
+    """Until the master listens (it writes nameserver.json), exits, or STAGGER_LIMIT seconds pass."""
+    deadline = time.monotonic() + STAGGER_LIMIT
+    path = run_dir / run_files.NAMESERVER
+    while not path.is_file() and time.monotonic() < deadline:
+        if group.master is not None and group.master.poll() is not None:
+            return
+        time.sleep(0.05)
 
 
 def worker_placements(settings: LaunchSettings) -> list[tuple[str, dict[str, str]]]:
@@ -394,7 +420,13 @@ def run_processes(settings: LaunchSettings) -> int:
         else:  # an earlier launch's spec (it has no results: refused otherwise) is not this one's
             (settings.run_dir / run_files.RUN_DESCRIPTION).unlink(missing_ok=True)
         group.start_master(settings.master_command())
-        for device, environment in worker_placements(settings):
+        placements = worker_placements(settings)
+        early = early_workers(len(placements))
+        for device, environment in placements[:early]:
+            group.start_worker(settings.worker_command(device), environment)
+        if early < len(placements):
+            wait_for_master_start(group, settings.run_dir)
+        for device, environment in placements[early:]:
             group.start_worker(settings.worker_command(device), environment)
         code = supervise(group)
     except KeyboardInterrupt:

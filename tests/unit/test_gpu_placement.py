@@ -4,7 +4,9 @@ environment are stood in for. (What several workers per GPU do to throughput nee
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -89,3 +91,30 @@ def test_a_workers_gpu_is_named_by_the_users_visible_devices() -> None:
     assert gpu_index(torch.device("cuda", 0), {}) == "0"
     assert gpu_index(torch.device("cpu"), {"CUDA_VISIBLE_DEVICES": "5"}) is None
     assert peak_memory(torch.device("cpu")) is None
+
+
+def test_the_master_and_workers_that_leave_it_a_core_start_first(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    monkeypatch.setattr(local.os, "cpu_count", lambda: 2)
+    assert [local.early_workers(count) for count in (1, 2, 4)] == [1, 1, 1]
+    monkeypatch.setattr(local.os, "cpu_count", lambda: 16)
+    assert [local.early_workers(count) for count in (1, 8, 32)] == [1, 8, 15]
+
+
+def test_the_later_workers_wait_for_the_master_to_listen_or_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    group = local.ProcessGroup()
+    group.master = SimpleNamespace(poll=lambda: None)  # type: ignore[assignment]  # still running
+    (tmp_path / "nameserver.json").write_text("{}")
+    started = time.monotonic()
+    local.wait_for_master_start(group, tmp_path)  # listening: at once
+    assert time.monotonic() - started < 1
+    group.master = SimpleNamespace(poll=lambda: 2)  # type: ignore[assignment]  # exited (bad settings)
+    local.wait_for_master_start(group, tmp_path / "empty")
+    assert time.monotonic() - started < 1
+    monkeypatch.setattr(local, "STAGGER_LIMIT", 0.2)  # a master that neither listens nor ends
+    group.master = SimpleNamespace(poll=lambda: None)  # type: ignore[assignment]
+    local.wait_for_master_start(group, tmp_path / "empty")
+    assert 0.2 <= time.monotonic() - started < 2
