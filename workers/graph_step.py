@@ -185,7 +185,7 @@ def _warm_up(
 ) -> None:
     # On a side stream, as torch's capture notes require, so its work is not mixed into the capture's.
     model.train()
-    side = torch.cuda.Stream(batch.device)
+    side = _side_stream(batch.device)
     side.wait_stream(torch.cuda.current_stream(batch.device))
     with torch.cuda.stream(side), warnings.catch_warnings():
         # A capturable optimizer warns when it steps outside a graph: here it must, once per instance.
@@ -194,6 +194,12 @@ def _warm_up(
             optimizer.zero_grad(set_to_none=True)
             _forward_backward_update(model, optimizer, batch, labels, autocast)
     torch.cuda.current_stream(batch.device).wait_stream(side)
+
+
+@functools.cache
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    # One per device for the process: cuBLAS keeps a workspace per stream it ran on.
+    return torch.cuda.Stream(device)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[tuple[int, str], torch.Tensor]:
