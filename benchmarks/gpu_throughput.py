@@ -19,7 +19,7 @@ The 28x28 images are real MNIST from ``DATA_DIR/MNIST/raw`` where present (else 
 the output); the 32x32 images are random (3 channels, 10 classes): throughput does not depend on pixels.
 ``--device cpu --quick`` runs every table small, in seconds, so a CPU test keeps this script working::
 
-    python3 benchmarks/gpu_throughput.py --data-dir .data --out gpu-throughput.json     # ~3 min on a GPU
+    python3 benchmarks/gpu_throughput.py --data-dir .data --train-images 10000 --out gpu-throughput.json
 """
 
 from __future__ import annotations
@@ -67,22 +67,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--quick", action="store_true", help="small data, few steps: a smoke run")
     parser.add_argument("--out", type=Path, help="also write the tables as JSON here")
+    parser.add_argument("--train-images", type=int, help="train on the first N images (default: all)")
     parser.add_argument("--pack-child", type=int, help=argparse.SUPPRESS)  # one process of the packing table
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device)
     configure_device(device)
-    size = Size.quick_run() if arguments.quick else Size.full()
+    size = Size.quick_run() if arguments.quick else Size.full(arguments.train_images)
     mnist = images_28(arguments.data_dir, device, size.train_images)
     if arguments.pack_child is not None:
         return pack_child(mnist, device)
     print(f"# GPU throughput on {describe(device)}, torch {torch.__version__}; 28x28 data: {mnist.name}")
-    tables = {
-        "steps": step_table(mnist, device, size),
-        "precision": precision_table(mnist, images_32(device, size.train_images), device, size),
-        "packing": packing_table(arguments, size),
+    tables: dict[str, Any] = {"device": describe(device)}
+    measurements: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "steps": lambda: step_table(mnist, device, size),
+        "precision": lambda: precision_table(mnist, images_32(device, size.train_images), device, size),
+        "packing": lambda: packing_table(arguments, size),
     }
-    if arguments.out is not None:
-        arguments.out.write_text(json.dumps({"device": describe(device), **tables}, indent=1))
+    for name, measure in measurements.items():
+        tables[name] = measure()
+        if arguments.out is not None:  # after each table: a run stopped by its time limit keeps the rest
+            arguments.out.write_text(json.dumps(tables, indent=1))
     return 0
 
 
@@ -100,8 +104,8 @@ class Size:
         )
 
     @classmethod
-    def full(cls) -> Size:
-        return cls(None, 300, PACKING, quick=False)
+    def full(cls, train_images: int | None) -> Size:
+        return cls(train_images, 300, PACKING, quick=False)
 
     @classmethod
     def quick_run(cls) -> Size:
@@ -302,6 +306,8 @@ def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, A
     print("\n| trainer processes | aggregate images/s | per process |\n|---|---|---|")
     command = [sys.executable, str(Path(__file__).resolve()), "--device", arguments.device]
     command += ["--data-dir", str(arguments.data_dir), *(["--quick"] if arguments.quick else [])]
+    if arguments.train_images is not None:
+        command += ["--train-images", str(arguments.train_images)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for count in size.packing:
         children = [

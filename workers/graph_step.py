@@ -21,6 +21,7 @@ failed) the reason is returned for the outcome; a failed capture is one warning,
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import warnings
@@ -135,13 +136,15 @@ def capture_steps(
     """Capture one training step of ``model`` on batches shaped like ``sample`` (see the module's notes).
 
     Whether it succeeds or raises, ``model``'s weights and buffers and the random generators are as they
-    were before; ``optimizer`` is only read."""
+    were before; ``optimizer`` is only read (the graph's optimizer starts from a copy of its state)."""
     device = sample[0].device
     snapshot = _Snapshot.take(model, device)
     try:
         rate = torch.tensor(spec.learning_rate, dtype=torch.float32, device=device)
         graph_optimizer = spec.make_optimizer(model.parameters(), graph_rate=rate)
-        load_optimizer_state(graph_optimizer, optimizer.state_dict())
+        # A copy: loading may share tensors, and the warm-up must not touch the eager optimizer's state
+        # (a failed capture trains eagerly on it).
+        load_optimizer_state(graph_optimizer, copy.deepcopy(optimizer.state_dict()))
         before = _optimizer_tensors(graph_optimizer)
         static_input, static_labels = sample[0].clone(), sample[1].clone()
         autocast = functools.partial(precision.autocast, cache_enabled=False)
