@@ -30,6 +30,10 @@ from hpo_service.checkpoint_files import checkpoint_path, config_directory, save
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# Optimizer settings that belong to the optimizer as built, not to a checkpoint: the learning rate (set
+# before every step anyway; a device tensor in graph mode) and how the step is computed, which differs
+# between step modes (workers.graph_step), so a state saved in one mode continues in the other.
+BUILT_OPTIMIZER_KEYS = ("lr", "capturable", "fused", "foreach", "differentiable")
 # The random generators a run draws from, by their name in a state.
 GENERATORS = ("global", "cuda", "batch_order", "augmentation")
 
@@ -105,7 +109,7 @@ def capture_objects(
     rng["cuda"] = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     return {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": _plain_rates(optimizer.state_dict()),
         "grad_scaler": None if grad_scaler is None else grad_scaler.state_dict(),
         "rng": rng,
     }
@@ -123,7 +127,7 @@ def restore_objects(
     device = next(model.parameters()).device
     try:
         model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
+        load_optimizer_state(optimizer, state.optimizer)
         if grad_scaler is not None and state.grad_scaler is not None:
             grad_scaler.load_state_dict(state.grad_scaler)
         for name, generator in generators.items():
@@ -135,6 +139,31 @@ def restore_objects(
         raise CheckpointError(
             f"the checkpoint does not fit this run: {type(error).__name__}: {error}"
         ) from error
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
+    """Load ``saved`` (an optimizer's ``state_dict``) into ``optimizer``, keeping its
+    :data:`BUILT_OPTIMIZER_KEYS`: the same objects (a graph's learning-rate tensor stays the one the graph
+    reads), and state placed as they need (capturable optimizers keep their step counters on the device)."""
+    built = [
+        {key: group[key] for key in BUILT_OPTIMIZER_KEYS if key in group} for group in optimizer.param_groups
+    ]
+    groups = [{**group, **values} for group, values in zip(saved["param_groups"], built, strict=False)]
+    if len(groups) != len(saved["param_groups"]):
+        raise ValueError(f"the state has {len(saved['param_groups'])} parameter groups, not {len(built)}")
+    optimizer.load_state_dict({**saved, "param_groups": groups})
+    # load_state_dict copies the groups' values: put the built objects back.
+    for group, values in zip(optimizer.param_groups, built, strict=True):
+        group.update(values)
+
+
+def _plain_rates(state: dict[str, Any]) -> dict[str, Any]:
+    # A graph's learning rate is a device tensor: a state holds it as a float, like an eager run's.
+    groups = [
+        {**group, "lr": float(group["lr"])} if isinstance(group["lr"], torch.Tensor) else group
+        for group in state["param_groups"]
+    ]
+    return {**state, "param_groups": groups}
 
 
 def _present(state: torch.Tensor | None, name: str) -> torch.Tensor:

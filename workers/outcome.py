@@ -39,8 +39,10 @@ class TrainingOutcome:
     device: str
     final_learning_rate: float
     precision: str
-    # How the training steps ran: "eager" (one kernel launch per operation; the only mode so far).
+    # How the training steps ran: "eager" (one kernel launch per operation) or "graph" (replays of a captured
+    # CUDA graph); step_mode_reason says why eager ran where a graph was wanted (workers.graph_step).
     step_mode: str = "eager"
+    step_mode_reason: str | None = None
     diverged: bool = False
     reason: str | None = None
 
@@ -100,6 +102,8 @@ class History:
         device: str,
         final_learning_rate: float,
         precision: str,
+        step_mode: str = "eager",
+        step_mode_reason: str | None = None,
     ) -> TrainingOutcome:
         """The outcome of the run so far, with ``test`` = (test loss, test error) as scored."""
         diverged = self.diverged
@@ -120,6 +124,8 @@ class History:
             device=device,
             final_learning_rate=final_learning_rate,
             precision=precision,
+            step_mode=step_mode,
+            step_mode_reason=step_mode_reason,
             diverged=diverged,
             reason=self.reason,
         )

@@ -42,12 +42,13 @@ class Precision:
         if self.name not in ("fp32", *_DTYPES):
             raise ValueError(f"unknown precision {self.name!r}: choose one of {', '.join(PRECISIONS)}")
 
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def autocast(self, *, cache_enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
         """The context the forward pass (and the loss) runs in: entered once per training step, so a plain
-        context object rather than a generator-based one."""
+        context object rather than a generator-based one. A step captured in a CUDA graph needs
+        ``cache_enabled=False``: autocast's cache of cast weights would be freed while the graph uses it."""
         if self.name == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=_DTYPES[self.name])
+        return torch.autocast(self.device_type, dtype=_DTYPES[self.name], cache_enabled=cache_enabled)
 
     @property
     def needs_grad_scaler(self) -> bool:

@@ -7,7 +7,8 @@ device (:mod:`workers.augmentation`), the forward pass runs in the precision of 
 (bf16 autocast on CPUs with native bfloat16 by default), evaluation uses large batches under
 ``torch.inference_mode``. The learning rate follows :mod:`workers.schedules`, set before every step from a
 global step counter; with the state of :mod:`workers.checkpoints` a run continues exactly where an earlier
-one stopped.
+one stopped. On CUDA each step is replayed from a captured CUDA graph where it can be (step mode ``auto``,
+:mod:`workers.graph_step`), else launched eagerly (:mod:`workers.steps`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from workers.checkpoints import (
 )
 from workers.data import DatasetTensors
 from workers.device import device_description
+from workers.graph_step import check_step_mode, make_steps
 from workers.models import build_model, parameter_count, uses_convolutions
 from workers.outcome import WORST_ERROR, History, TrainingOutcome
 from workers.precision import Precision, resolve_precision
+from workers.steps import EagerSteps, Steps, training_step
 from workers.training_spec import OPTIMIZERS, TrainingConfigError, TrainingSpec
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "train",
     "train_epoch",
     "train_with_state",
+    "training_step",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +97,7 @@ def train(
     schedule_epochs: int | None = None,
     precision: str = "auto",
     resume: TrainingState | None = None,
+    step_mode: str = "auto",
 ) -> TrainingOutcome:
     """Train ``config``'s model on ``data`` for ``epochs`` epochs, then score it on the test set.
 
@@ -102,14 +107,16 @@ def train(
     run of 2 of 4 planned epochs ends with the rate a 4-epoch run has after its second epoch. ``precision``
     is one of :data:`workers.precision.PRECISIONS`. ``resume`` is the state of an earlier run of the same
     configuration, seed, precision and horizon, after fewer epochs: this run trains only the rest, and ends
-    exactly where an uninterrupted run of ``epochs`` epochs ends (on CPU).
+    exactly where an uninterrupted run of ``epochs`` epochs ends (on CPU). ``step_mode`` is one of
+    :data:`workers.graph_step.STEP_MODES`: ``auto`` replays CUDA graphs on CUDA where the capture works and
+    runs eagerly elsewhere; ``graph`` off CUDA runs eagerly too, the outcome saying why.
     Raises :class:`~workers.models.ModelBuildError` or :class:`TrainingConfigError` for an invalid
     configuration and :class:`~workers.checkpoints.CheckpointError` for a state this run cannot continue
     (before any training); a non-finite loss is not an error but a ``diverged`` outcome.
     """
     outcome, _ = train_with_state(
         config, epochs, device, data, seed=seed, device_name=device_name, schedule_epochs=schedule_epochs,
-        precision=precision, resume=resume,
+        precision=precision, resume=resume, step_mode=step_mode,
     )  # fmt: skip
     return outcome
 
@@ -126,17 +133,15 @@ def train_with_state(
     precision: str = "auto",
     resume: TrainingState | None = None,
     should_stop: Callable[[], bool] | None = None,
+    step_mode: str = "auto",
 ) -> tuple[TrainingOutcome, TrainingState | None]:
     """:func:`train`, also returning the final state to continue from (None when the run diverged).
 
     ``should_stop`` is asked before every training step; once it says yes, :class:`TrainingStopped` is
     raised (the master's job timeout: the job is recorded already, so nothing is measured)."""
     history = History()
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    horizon = epochs if schedule_epochs is None else schedule_epochs
-    if horizon < epochs:
-        raise ValueError(f"schedule_epochs must be at least epochs ({epochs}), got {schedule_epochs}")
+    horizon = _horizon(epochs, schedule_epochs)
+    check_step_mode(step_mode)
     _check_data_device(data, device)
     resolved = resolve_precision(precision, device)
     model, optimizer, plan, generators = _prepare(
@@ -144,15 +149,13 @@ def train_with_state(
     )
     run = run_identity(config, seed, resolved.name, horizon)
     if resume is not None:
-        reason = resume.mismatch(run) or (
-            None if resume.epochs < epochs else f"it holds {resume.epochs} epochs"
-        )
-        if reason is not None:
-            raise CheckpointError(f"cannot continue this state: {reason}")
-        restore_objects(resume, model, optimizer, plan.grad_scaler, generators)
-        history.continue_from(resume)
+        _resume(resume, run, epochs, history, (model, optimizer, plan, generators))
+    steps, step_mode_reason = make_steps(
+        step_mode, model, optimizer, spec=plan.spec, precision=resolved, grad_scaler=plan.grad_scaler,
+        sample=_first_batch(data, plan),
+    )  # fmt: skip
     for epoch in range(history.resumed_epochs + 1, epochs + 1):
-        reason = _run_epoch(model, optimizer, data, history, plan, should_stop=should_stop)
+        reason = _run_epoch(model, steps, data, history, plan, should_stop=should_stop)
         if reason is not None:
             history.reason = f"{reason} at epoch {epoch}"
             logger.info("diverged: %s", history.reason)
@@ -163,7 +166,7 @@ def train_with_state(
         )  # fmt: skip
     state = None
     if not history.diverged:
-        state = history.state(run, capture_objects(model, optimizer, plan.grad_scaler, generators))
+        state = history.state(run, capture_objects(model, steps.optimizer, plan.grad_scaler, generators))
     test = (
         (None, WORST_ERROR)
         if history.diverged
@@ -172,8 +175,41 @@ def train_with_state(
     outcome = history.outcome(
         test, parameter_count=parameter_count(model), device=device_name or _describe(device),
         final_learning_rate=plan.learning_rate(history.steps), precision=resolved.name,
+        step_mode=steps.mode, step_mode_reason=step_mode_reason,
     )  # fmt: skip
     return outcome, state
+
+
+def _horizon(epochs: int, schedule_epochs: int | None) -> int:
+    """The schedule's horizon in epochs; ValueError for a run of no epochs or a horizon shorter than it."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    horizon = epochs if schedule_epochs is None else schedule_epochs
+    if horizon < epochs:
+        raise ValueError(f"schedule_epochs must be at least epochs ({epochs}), got {schedule_epochs}")
+    return horizon
+
+
+def _resume(
+    resume: TrainingState,
+    run: dict[str, Any],
+    epochs: int,
+    history: History,
+    objects: tuple[nn.Module, torch.optim.Optimizer, _Plan, dict[str, torch.Generator]],
+) -> None:
+    """Load ``resume`` into a freshly prepared run of ``epochs`` epochs; CheckpointError where it cannot."""
+    reason = resume.mismatch(run) or (None if resume.epochs < epochs else f"it holds {resume.epochs} epochs")
+    if reason is not None:
+        raise CheckpointError(f"cannot continue this state: {reason}")
+    model, optimizer, plan, generators = objects
+    restore_objects(resume, model, optimizer, plan.grad_scaler, generators)
+    history.continue_from(resume)
+
+
+def _first_batch(data: DatasetTensors, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full batch of training images (in the model's memory format) and labels: a graph's shapes."""
+    count = plan.spec.batch_size
+    return data.train_x[:count].contiguous(memory_format=plan.memory_format), data.train_y[:count]
 
 
 def _prepare(
@@ -229,7 +265,7 @@ def _check_batch_norm(model: nn.Module, spec: TrainingSpec) -> None:
 
 def _run_epoch(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    steps: Steps,
     data: DatasetTensors,
     history: History,
     plan: _Plan,
@@ -241,15 +277,15 @@ def _run_epoch(
     Returns ``None``, or what went non-finite; then ``history`` gets no entry for this epoch.
     """
     started = time.perf_counter()
-    train_loss, samples, steps = train_epoch(
-        model, optimizer, data.train_x, data.train_y,
+    train_loss, samples, taken = train_epoch(
+        model, steps.optimizer, data.train_x, data.train_y,
         batch_size=plan.spec.batch_size, generator=plan.generator, memory_format=plan.memory_format,
         learning_rate=plan.learning_rate, first_step=history.steps, augment=plan.augment,
-        precision=plan.precision, grad_scaler=plan.grad_scaler, should_stop=should_stop,
+        precision=plan.precision, grad_scaler=plan.grad_scaler, should_stop=should_stop, steps=steps,
     )  # fmt: skip
     history.train_seconds += time.perf_counter() - started
     history.samples += samples
-    history.steps += steps
+    history.steps += taken
     if not math.isfinite(train_loss):
         return "non-finite training loss"
     validation_loss, validation_error = evaluate(
@@ -288,15 +324,18 @@ def train_epoch(
     precision: Precision | None = None,
     grad_scaler: torch.amp.GradScaler | None = None,
     should_stop: Callable[[], bool] | None = None,
+    steps: Steps | None = None,
 ) -> tuple[float, int, int]:
     """One pass over ``inputs`` in a random order: (mean loss over the batches, images, steps).
 
     ``learning_rate(step)``, where given, sets the rate of global step ``first_step + i`` before the
     epoch's ``i``-th step; ``augment`` transforms each training batch; the forward pass runs under
     ``precision`` (default float32), the backward pass through ``grad_scaler`` where given (fp16). Stops
-    early, returning a non-finite mean, as soon as a periodic check finds a non-finite loss.
+    early, returning a non-finite mean, as soon as a periodic check finds a non-finite loss. ``steps``, where
+    given, runs each step (a CUDA graph's replay); by default each runs eagerly on ``optimizer``.
     """
     autocast = precision.autocast if precision is not None else contextlib.nullcontext
+    runner = steps or EagerSteps(model, optimizer, autocast, grad_scaler)
     model.train()
     count = len(targets)
     # The permutation is drawn on the CPU, so the batch order is the same on every device.
@@ -312,12 +351,8 @@ def train_epoch(
         if augment is not None:
             batch = augment(batch)
         batch = batch.contiguous(memory_format=memory_format)
-        if learning_rate is not None:
-            rate = learning_rate(first_step + step)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-        labels = targets.index_select(0, index)
-        loss = training_step(model, optimizer, batch, labels, autocast=autocast, grad_scaler=grad_scaler)
+        rate = None if learning_rate is None else learning_rate(first_step + step)
+        loss = runner.run(batch, targets.index_select(0, index), rate)
         loss_sum += loss.detach()
         batches += 1
         samples += len(index)
@@ -325,30 +360,6 @@ def train_epoch(
             break
     _synchronize(inputs.device)
     return loss_sum.item() / batches, samples, batches
-
-
-def training_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
-    grad_scaler: torch.amp.GradScaler | None,
-) -> torch.Tensor:
-    """One forward pass (under ``autocast``), backward pass and update; returns the loss on the device."""
-    optimizer.zero_grad(set_to_none=True)
-    with autocast():
-        loss = functional.cross_entropy(model(batch), labels)
-    if grad_scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        # Steps whose scaled gradients overflowed are skipped and the scale lowered, as fp16 needs.
-        grad_scaler.scale(loss).backward()
-        grad_scaler.step(optimizer)
-        grad_scaler.update()
-    return loss
 
 
 def evaluate(

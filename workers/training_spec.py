@@ -95,22 +95,35 @@ class TrainingSpec:
             augmentation=choice("augmentation"),
         )
 
-    def make_optimizer(self, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """The optimizer at the peak learning rate; weight decay is L2 in the gradient except for AdamW."""
-        rate, decay = self.learning_rate, self.weight_decay
+    def make_optimizer(
+        self, parameters: Iterable[nn.Parameter], *, graph_rate: torch.Tensor | None = None
+    ) -> torch.optim.Optimizer:
+        """The optimizer at the peak learning rate; weight decay is L2 in the gradient except for AdamW.
+
+        With ``graph_rate`` (a one-element float32 tensor on the parameters' CUDA device) the optimizer
+        reads its learning rate from that tensor and its step can be captured in a CUDA graph: a Python
+        float would be baked into the graph, and the default implementations read their step counters and
+        rates on the host. Adam, AdamW and RMSprop take ``capturable=True``; SGD and Adagrad have no such
+        flag, but their fused CUDA kernels read the rate and counters on the device.
+        """
+        rate: float | torch.Tensor = self.learning_rate if graph_rate is None else graph_rate
+        decay = self.weight_decay
         momentum = self.momentum or 0.0  # never None after __post_init__
+        fused: dict[str, Any] = {} if graph_rate is None else {"fused": True}
+        capturable: dict[str, Any] = {} if graph_rate is None else {"capturable": True}
         if self.optimizer in ("sgd", "momentum", "nesterov"):
             nesterov = self.optimizer == "nesterov"
             return torch.optim.SGD(
-                parameters, lr=rate, momentum=momentum, nesterov=nesterov, weight_decay=decay
+                parameters, lr=rate, momentum=momentum, nesterov=nesterov, weight_decay=decay, **fused
             )
         if self.optimizer in ("adam", "adamw"):
             kind = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
-            return kind(parameters, lr=rate, betas=(self.beta1, self.beta2), weight_decay=decay)
+            betas = (self.beta1, self.beta2)
+            return kind(parameters, lr=rate, betas=betas, weight_decay=decay, **capturable)
         if self.optimizer == "adagrad":
-            return torch.optim.Adagrad(parameters, lr=rate, weight_decay=decay)
+            return torch.optim.Adagrad(parameters, lr=rate, weight_decay=decay, **fused)
         return torch.optim.RMSprop(
-            parameters, lr=rate, alpha=self.alpha, momentum=momentum, weight_decay=decay
+            parameters, lr=rate, alpha=self.alpha, momentum=momentum, weight_decay=decay, **capturable
         )
 
     def learning_rate_at(self, step: int, steps_per_epoch: int, horizon_epochs: int) -> float:

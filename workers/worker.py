@@ -19,6 +19,7 @@ from workers.checkpoints import CheckpointError, TrainingState, run_identity
 from workers.continuation import ContinuationPlan, budget_to_epochs
 from workers.data import DatasetTensors
 from workers.device import gpu_index, peak_memory, reset_peak_memory
+from workers.graph_step import check_step_mode
 from workers.models import ConfigurationError
 from workers.outcome import TrainingOutcome
 from workers.trainer import TrainingStopped, train_with_state
@@ -32,7 +33,8 @@ class TrainingWorker(ServiceWorker):
     """Trains the CNN of each job on data loaded once, on this process's device.
 
     ``precision`` is a resolved one (``fp32``, ``bf16``, ``fp16``: checkpoints record it, so it must not
-    be ``auto``); ``continuation`` says whether and how jobs resume (default: never).
+    be ``auto``); ``continuation`` says whether and how jobs resume (default: never); ``step_mode`` is how
+    training steps run (:data:`workers.graph_step.STEP_MODES`; results say which mode each job really used).
     """
 
     def __init__(
@@ -45,9 +47,11 @@ class TrainingWorker(ServiceWorker):
         seed: int = 0,
         precision: str = "fp32",
         continuation: ContinuationPlan | None = None,
+        step_mode: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(run_id, **kwargs)
+        self.step_mode = check_step_mode(step_mode)
         self.data = data
         self.device = device
         self.device_name = device_name
@@ -72,18 +76,26 @@ class TrainingWorker(ServiceWorker):
         }
         logger.debug("job %s: %d epoch(s) of %s", config_id, epochs, config)
         reset_peak_memory(self.device)
+        failure: EvaluationResult | None = None
         try:
             outcome, state, resumed_from = self._train(config_id, config, epochs, plan)
         except ConfigurationError as error:
             # The configuration's own fault (cannot be built for this input, bad values): a failed result.
-            return EvaluationResult.failure(f"invalid configuration: {error}", info=self._measured(context))
+            failure = EvaluationResult.failure(
+                f"invalid configuration: {error}", info=self._measured(context)
+            )
         except torch.cuda.OutOfMemoryError as error:
-            context = self._measured(context)  # the peak it reached before it ran out
-            torch.cuda.empty_cache()
-            return EvaluationResult.failure(f"CUDA out of memory: {error}", info=context)
+            # The measured peak is the one it reached before it ran out.
+            failure = EvaluationResult.failure(f"CUDA out of memory: {error}", info=self._measured(context))
         except TrainingStopped as error:
             # The master recorded the job as timed out already and drops this result.
-            return EvaluationResult.failure(str(error), JobStatus.TIMEOUT, info=self._measured(context))
+            failure = EvaluationResult.failure(str(error), JobStatus.TIMEOUT, info=self._measured(context))
+        if failure is not None:
+            if self.device.type == "cuda":
+                # After the except block the error's traceback, which held the job's tensors, is gone:
+                # the cache can give their memory back before the next job.
+                torch.cuda.empty_cache()
+            return failure
         context = self._measured(context)
         context["resumed_from_budget"] = resumed_from
         self._keep(config_id, state, plan)
@@ -131,6 +143,7 @@ class TrainingWorker(ServiceWorker):
             "schedule_epochs": horizon,
             "precision": self.precision,
             "should_stop": self.job_cancelled,
+            "step_mode": self.step_mode,
         }
         if resume is not None:
             try:

@@ -95,10 +95,20 @@ def test_training_on_cuda_in_each_precision(name: str) -> None:
     configure_device(device)
     data = load_dataset("digits", None, device)
 
-    outcome = train({**CONFIG, "augmentation": "crop_flip"}, 3, device, data, precision=name)
+    # No augmentation: crop_flip mirrors 8x8 digits, and 3 epochs of that end at 0.35-0.43 on any device.
+    # This configuration ends at 0.07-0.09 on the CPU in each precision (fp16 through its scaler).
+    outcome = train(CONFIG, 3, device, data, precision=name)
 
     assert outcome.precision == name and not outcome.diverged
     assert outcome.validation_error < 0.3
+
+
+@pytest.mark.parametrize("name", ["fp32", "bf16", "fp16"])
+def test_the_cuda_precision_configuration_reaches_its_threshold_on_cpu(name: str) -> None:
+    # The same run as test_training_on_cuda_in_each_precision: its threshold must be reachable.
+    outcome = train(CONFIG, 3, CPU, load_dataset("digits", None, CPU), precision=name)
+
+    assert outcome.precision == name and outcome.validation_error < 0.3
 
 
 @pytest.mark.gpu

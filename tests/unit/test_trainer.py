@@ -39,6 +39,7 @@ INFO_KEYS = {
     "final_learning_rate",
     "precision",
     "step_mode",
+    "step_mode_reason",
     "diverged",
     "reason",
 }

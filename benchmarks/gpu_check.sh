@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One prepared run on the device tool's GPU machine (issue 13): every `gpu`-marked test, the GPU throughput
+# benchmark, and the reference search with its summary, in under 6 minutes, each stage under its own
+# timeout so one stuck stage cannot eat the others' time. Run from the project root after
+# ../shared/tools/device-prep.sh, with carry [".whl", ".data"]:
+#     bash benchmarks/gpu_check.sh
+# Outputs (logs, the benchmark's JSON, the search's run directory) go to $OUT when set, else gpu-check/.
+# Exit status: 0 when every stage passed, else the number of stages that failed. PYTHON overrides the
+# interpreter (default python3: the device image's, which has torch with CUDA).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-check}
+python=${PYTHON:-python3}
+mkdir -p "$out"
+# As device-prep.sh says device commands start: the packages the GPU image lacks, from the carried wheels.
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+data_dir=.data
+[ -d "$data_dir/MNIST" ] || data_dir=../shared/data
+failed=0
+started=$SECONDS
+
+# stage NAME SECONDS COMMAND...: runs COMMAND under `timeout`, its output into $out/NAME.log and the tail here.
+stage() {
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (limit ${limit}s): $*"
+    local begun=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+    local status=$?
+    tail -n 40 "$out/$name.log"
+    echo "== $name: exit $status after $((SECONDS - begun))s"
+    [ "$status" -eq 0 ] || failed=$((failed + 1))
+}
+
+"$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
+    torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")' | tee "$out/device.txt"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >>"$out/device.txt" 2>&1 || true
+
+# Only the files that hold gpu tests: collecting the others would need every package of the CPU machines.
+mapfile -t gpu_files < <(grep -rl --include='test_*.py' 'mark.gpu' tests | sort)
+stage gpu-tests 150 "$python" -m pytest -m gpu "${gpu_files[@]}" -q -p no:cacheprovider \
+    --junitxml="$out/gpu-tests.xml"
+stage benchmark 110 "$python" benchmarks/gpu_throughput.py --data-dir "$data_dir" --train-images 10000 \
+    --out "$out/gpu-throughput.json"
+run_dir="$out/reference-search"
+rm -rf "$run_dir"
+stage search 75 "$python" -m launch.local --dataset mnist --data-dir "$data_dir" --space lenet-small \
+    --optimizer hyperband --max-budget 9 --n-iterations 3 --seed 0 --run-dir "$run_dir"
+stage summary 15 "$python" -m analysis summary "$run_dir"
+
+echo "== gpu_check: $failed stage(s) failed, $((SECONDS - started))s in all; outputs in $out"
+exit "$failed"

@@ -1,0 +1,343 @@
+"""Training steps on one GPU: launch-bound eager steps against CUDA-graph replays, measured side by side.
+
+Three tables, every number from this one run on this one device (ratios are what to trust across runs):
+
+1. ``steps``: lenet-small at batch 21, 128 and 512, fp32. Pipelines: ``tutorial`` (a DataLoader over CPU
+   tensors, shuffled, each batch moved with ``.to(device)``: the tutorial's shape without torchvision's
+   per-image transforms), ``hand-eager`` (a hand-written loop over device tensors), ``hand-graph`` (the same
+   loop with the whole step captured as one CUDA graph: torch's "whole network capture"), and
+   ``trainer-graph`` / ``trainer-eager`` (:func:`workers.trainer.train`, one epoch, ``step_mode`` graph /
+   eager). Images/s and microseconds per step; the ratio trainer-graph / hand-graph is printed.
+2. ``precision``: the trainer (batch 128, eager and graph step modes) in fp32 (torch's defaults: TF32 for
+   convolutions only), tf32 (matrix products too), bf16 autocast and fp16 with a gradient scaler (which
+   always steps eagerly) for lenet-small, seed 000's network (2 x 62 filters 5x5) and the largest network
+   of the ``full`` space (3 x 128 filters 7x7, no pooling, 4 x 1024 units) on 28x28 and 32x32 images.
+3. ``packing``: 1, 2, 4 and 8 trainer processes (batch 128, step mode auto, 1 torch thread each) training
+   at once on the device: aggregate images/s = all their images / (last end - first start).
+
+The 28x28 images are real MNIST from ``DATA_DIR/MNIST/raw`` where present (else the 8x8 digits, named in
+the output); the 32x32 images are random (3 channels, 10 classes): throughput does not depend on pixels.
+``--device cpu --quick`` runs every table small, in seconds, so a CPU test keeps this script working::
+
+    python3 benchmarks/gpu_throughput.py --data-dir .data --train-images 10000 --out gpu-throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+from torch.nn import functional  # noqa: E402
+
+from workers.data import DatasetTensors, load_dataset  # noqa: E402
+from workers.device import configure_device  # noqa: E402
+from workers.models import build_model  # noqa: E402
+from workers.trainer import train  # noqa: E402
+
+LENET_SMALL = {"conv_layers": 2, "filters": 16, "kernel_size": 3, "units": 128, "optimizer": "sgd"}
+SEED_000 = {"conv_layers": 2, "filters": 62, "kernel_size": 5, "units": 128, "optimizer": "sgd"}
+FULL_LARGEST = {
+    "conv_layers": 3, "filters": 128, "kernel_size": 7, "pooling": "none", "linear_layers": 4, "units": 1024,
+    "optimizer": "sgd",
+}  # fmt: skip
+LEARNING_RATE = 0.01
+STEP_BATCHES = (21, 128, 512)
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+PACKING = (1, 2, 4, 8)
+Measure = Callable[[], tuple[float, float]]  # -> (images/s, microseconds per step)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--quick", action="store_true", help="small data, few steps: a smoke run")
+    parser.add_argument("--out", type=Path, help="also write the tables as JSON here")
+    parser.add_argument("--train-images", type=int, help="train on the first N images (default: all)")
+    parser.add_argument("--pack-child", type=int, help=argparse.SUPPRESS)  # one process of the packing table
+    arguments = parser.parse_args(argv)
+    device = torch.device(arguments.device)
+    configure_device(device)
+    size = Size.quick_run() if arguments.quick else Size.full(arguments.train_images)
+    mnist = images_28(arguments.data_dir, device, size.train_images)
+    if arguments.pack_child is not None:
+        return pack_child(mnist, device)
+    print(f"# GPU throughput on {describe(device)}, torch {torch.__version__}; 28x28 data: {mnist.name}")
+    tables: dict[str, Any] = {"device": describe(device)}
+    measurements: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "steps": lambda: step_table(mnist, device, size),
+        "precision": lambda: precision_table(mnist, images_32(device, size.train_images), device, size),
+        "packing": lambda: packing_table(arguments, size),
+    }
+    for name, measure in measurements.items():
+        tables[name] = measure()
+        if arguments.out is not None:  # after each table: a run stopped by its time limit keeps the rest
+            arguments.out.write_text(json.dumps(tables, indent=1))
+    return 0
+
+
+class Size:
+    """How much each measurement trains: the full run, or a smoke run (``--quick``)."""
+
+    def __init__(
+        self, train_images: int | None, hand_steps: int, packing: tuple[int, ...], quick: bool
+    ) -> None:
+        self.train_images, self.hand_steps, self.packing, self.quick = (
+            train_images,
+            hand_steps,
+            packing,
+            quick,
+        )
+
+    @classmethod
+    def full(cls, train_images: int | None) -> Size:
+        return cls(train_images, 300, PACKING, quick=False)
+
+    @classmethod
+    def quick_run(cls) -> Size:
+        # lenet-small only, fp32 only: the big networks take minutes per epoch on a CPU.
+        return cls(1100, 5, (1, 2), quick=True)  # two batches of 512
+
+
+def describe(device: torch.device) -> str:
+    return (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
+
+
+def images_28(data_dir: Path, device: torch.device, limit: int | None) -> DatasetTensors:
+    if (data_dir / "MNIST" / "raw").is_dir():
+        return load_dataset("mnist", data_dir, device, train_limit=limit)
+    return load_dataset("digits", None, device, train_limit=limit)
+
+
+def images_32(device: torch.device, limit: int | None) -> DatasetTensors:
+    count = limit or 20_000
+    held_count = min(1000, count)
+    generator = torch.Generator().manual_seed(0)
+    total = count + 2 * held_count
+    images = torch.randn(total, 3, 32, 32, generator=generator).to(device)
+    labels = torch.randint(0, 10, (total,), generator=generator).to(device)
+    train_part, held = slice(0, count), slice(count, count + held_count)
+    test_part = slice(count + held_count, total)
+    return DatasetTensors(
+        "random 3x32x32", images[train_part], labels[train_part], images[held], labels[held],
+        images[test_part], labels[test_part], 10,
+    )  # fmt: skip
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# Table 1: the steps.
+
+
+def step_table(data: DatasetTensors, device: torch.device, size: Size) -> list[dict[str, Any]]:
+    rows = []
+    print("\n| pipeline | batch | images/s | us/step |\n|---|---|---|---|")
+    for batch in STEP_BATCHES:
+        pipelines: dict[str, Measure] = {
+            "tutorial": lambda b=batch: tutorial_loop(data, device, b, size.hand_steps),
+            "hand-eager": lambda b=batch: hand_loop(data, device, b, size.hand_steps, graph=False),
+            "trainer-eager": lambda b=batch: trainer_rate(LENET_SMALL, data, device, b, mode="eager"),
+        }
+        if device.type == "cuda":
+            pipelines["hand-graph"] = lambda b=batch: hand_loop(data, device, b, size.hand_steps, graph=True)
+            pipelines["trainer-graph"] = lambda b=batch: trainer_rate(
+                LENET_SMALL, data, device, b, mode="graph"
+            )
+        measured = {name: measure() for name, measure in pipelines.items()}
+        for name, (rate, micros) in measured.items():
+            print(f"| {name} | {batch} | {rate:,.0f} | {micros:,.0f} |")
+            rows.append({"pipeline": name, "batch": batch, "images_per_second": rate, "us_per_step": micros})
+        if "hand-graph" in measured:
+            ratio = measured["trainer-graph"][0] / measured["hand-graph"][0]
+            print(f"| trainer-graph / hand-graph | {batch} | {ratio:.2f}x | |")
+    return rows
+
+
+def tutorial_loop(data: DatasetTensors, device: torch.device, batch: int, steps: int) -> tuple[float, float]:
+    dataset = torch.utils.data.TensorDataset(data.train_x.cpu(), data.train_y.cpu())
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True)
+    model, optimizer = lenet(data, device)
+    batches = iter(loader)
+    started, taken = time.perf_counter(), 0
+    for cpu_images, cpu_labels in batches:
+        images, labels = cpu_images.to(device), cpu_labels.to(device)
+        optimizer.zero_grad()
+        loss = functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        taken += 1
+        if taken % 10 == 0:  # the tutorial logs the loss every 10 batches
+            loss.item()
+        if taken >= steps * 3:
+            break
+    synchronize(device)
+    return rates(time.perf_counter() - started, taken, batch)
+
+
+def lenet(data: DatasetTensors, device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = build_model(LENET_SMALL, data.input_shape, data.n_classes).to(device)
+    return model, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+
+
+def hand_loop(
+    data: DatasetTensors, device: torch.device, batch: int, steps: int, *, graph: bool
+) -> tuple[float, float]:
+    model, optimizer = lenet(data, device)
+    static_x, static_y = data.train_x[:batch].clone(), data.train_y[:batch].clone()
+
+    def step() -> torch.Tensor:
+        loss = functional.cross_entropy(model(static_x), static_y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    side = torch.cuda.Stream(device) if graph else None
+    if side is not None:  # warm-up on a side stream, then capture (torch's whole-network recipe)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                optimizer.zero_grad(set_to_none=True)
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        captured = torch.cuda.CUDAGraph()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(captured):
+            step()
+    order = torch.randperm(len(data.train_y), device=device)
+    synchronize(device)
+    started = time.perf_counter()
+    for index in range(steps):
+        chosen = order[(index * batch) % (len(order) - batch) :][:batch]
+        static_x.copy_(data.train_x.index_select(0, chosen))
+        static_y.copy_(data.train_y.index_select(0, chosen))
+        if side is not None:
+            captured.replay()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            step()
+    synchronize(device)
+    return rates(time.perf_counter() - started, steps, batch)
+
+
+def trainer_rate(
+    config: dict[str, Any], data: DatasetTensors, device: torch.device, batch: int, *, mode: str
+) -> tuple[float, float]:
+    outcome = train(
+        {**config, "batch_size": batch, "learning_rate": LEARNING_RATE}, 1, device, data,
+        precision="fp32", step_mode=mode,
+    )  # fmt: skip
+    rate = outcome.samples_per_second
+    return rate, batch / rate * 1e6
+
+
+def rates(seconds: float, steps: int, batch: int) -> tuple[float, float]:
+    return steps * batch / seconds, seconds / steps * 1e6
+
+
+# Table 2: precisions.
+
+
+def precision_table(
+    mnist: DatasetTensors, random32: DatasetTensors, device: torch.device, size: Size
+) -> list[dict[str, Any]]:
+    networks = [
+        ("lenet-small", LENET_SMALL, mnist),
+        ("seed-000 62x5x5", SEED_000, mnist),
+        ("full-largest", FULL_LARGEST, mnist),
+        ("full-largest", FULL_LARGEST, random32),
+    ]
+    if size.quick:
+        networks = [("lenet-small", LENET_SMALL, mnist), ("lenet-small", LENET_SMALL, random32)]
+    precisions = PRECISIONS if device.type == "cuda" else ("fp32",)
+    rows = []
+    print("\n| network | images | precision | eager img/s | graph img/s | graph / eager | step mode used |")
+    print("|---|---|---|---|---|---|---|")
+    for name, config, data in networks:
+        size = "x".join(str(side) for side in data.input_shape[1:])
+        for precision in precisions:
+            torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+            trained = "fp32" if precision == "tf32" else precision
+            options = {"batch_size": 128, "learning_rate": LEARNING_RATE}
+            eager = train({**config, **options}, 1, device, data, precision=trained, step_mode="eager")
+            graph = train({**config, **options}, 1, device, data, precision=trained, step_mode="auto")
+            ratio = graph.samples_per_second / eager.samples_per_second
+            used = graph.step_mode + (f" ({graph.step_mode_reason})" if graph.step_mode_reason else "")
+            print(
+                f"| {name} | {size} | {precision} | {eager.samples_per_second:,.0f} | "
+                f"{graph.samples_per_second:,.0f} | {ratio:.2f}x | {used} |"
+            )
+            rows.append({
+                "network": name, "images": size, "precision": precision,
+                "eager_images_per_second": eager.samples_per_second,
+                "graph_images_per_second": graph.samples_per_second, "step_mode": graph.step_mode,
+                "step_mode_reason": graph.step_mode_reason,
+            })  # fmt: skip
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return rows
+
+
+# Table 3: several trainer processes on one device.
+
+
+def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, Any]]:
+    rows = []
+    print("\n| trainer processes | aggregate images/s | per process |\n|---|---|---|")
+    command = [sys.executable, str(Path(__file__).resolve()), "--device", arguments.device]
+    command += ["--data-dir", str(arguments.data_dir), *(["--quick"] if arguments.quick else [])]
+    if arguments.train_images is not None:
+        command += ["--train-images", str(arguments.train_images)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for count in size.packing:
+        children = [
+            subprocess.Popen(
+                [*command, "--pack-child", str(index)], stdout=subprocess.PIPE, env=environment, text=True
+            )
+            for index in range(count)
+        ]
+        reports = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
+        if any(child.returncode != 0 for child in children):
+            raise SystemExit(f"a packing process failed: {[child.returncode for child in children]}")
+        wall = max(report["ended"] for report in reports) - min(report["started"] for report in reports)
+        aggregate = sum(report["samples"] for report in reports) / wall
+        print(f"| {count} | {aggregate:,.0f} | {aggregate / count:,.0f} |")
+        rows.append({"processes": count, "aggregate_images_per_second": aggregate})
+    return rows
+
+
+def pack_child(data: DatasetTensors, device: torch.device) -> int:
+    torch.set_num_threads(1)
+    train({**LENET_SMALL, "batch_size": 128}, 1, device, data, precision="fp32")  # CUDA start, autotuning
+    started = time.time()
+    outcome = train({**LENET_SMALL, "batch_size": 128}, 2, device, data, precision="fp32", step_mode="auto")
+    ended = time.time()
+    samples = round(outcome.samples_per_second * outcome.train_seconds)
+    print(
+        json.dumps({"started": started, "ended": ended, "samples": samples, "step_mode": outcome.step_mode})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

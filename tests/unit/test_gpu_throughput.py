@@ -1,0 +1,39 @@
+"""benchmarks/gpu_throughput.py keeps working: its CPU smoke mode runs every table (no GPU needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.timeout(300)
+def test_the_cpu_quick_mode_prints_and_writes_every_table(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    # An empty data directory: the 8x8 digits stand in for MNIST, which keeps the run to seconds.
+    finished = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--device", "cpu", "--quick",
+         "--data-dir", str(tmp_path), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
+    )  # fmt: skip
+
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "28x28 data: digits" in finished.stdout
+    tables = json.loads(out.read_text())
+    steps = {(row["pipeline"], row["batch"]) for row in tables["steps"]}
+    # No CUDA: the graph pipelines are left out, the eager ones run at every batch size.
+    assert steps == {
+        (name, batch) for name in ("tutorial", "hand-eager", "trainer-eager") for batch in (21, 128, 512)
+    }
+    assert all(row["images_per_second"] > 0 and row["us_per_step"] > 0 for row in tables["steps"])
+    assert {(row["images"], row["step_mode"]) for row in tables["precision"]} == {
+        ("8x8", "eager"),
+        ("32x32", "eager"),
+    }
+    assert [row["processes"] for row in tables["packing"]] == [1, 2]
+    assert all(row["aggregate_images_per_second"] > 0 for row in tables["packing"])
