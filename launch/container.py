@@ -53,6 +53,7 @@ WORKER_OPTIONS = {
     "HPO_THREADS": "--threads",
     "HPO_CONNECT_TIMEOUT": "--connect-timeout",
     "HPO_PRECISION": "--precision",
+    "HPO_STEP_MODE": "--step-mode",
 }
 FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")

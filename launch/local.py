@@ -44,7 +44,7 @@ from hpo_service.tls import ensure as ensure_tls
 from hpo_service.tls import in_run_dir, is_loopback
 from launch.console import LaunchTerminal, log_path
 from launch.dashboard import Dashboard, serve_command
-from workers.settings import PRECISIONS
+from workers.settings import PRECISIONS, STEP_MODES
 
 logger = logging.getLogger("launch.local")
 
@@ -78,6 +78,7 @@ class LaunchSettings:
     host: str
     verbose: bool
     precision: str = "auto"
+    step_mode: str = "auto"
     keep_checkpoints: bool = False
     max_attempts: int = MasterSettings.max_attempts
     job_timeout: float | None = None
@@ -150,6 +151,7 @@ class LaunchSettings:
             "--run-id", self.run_id, "--run-dir", str(self.run_dir),
             "--device", device, "--host", self.host,
             "--workers-on-host", str(self.n_workers), "--precision", self.precision,
+            "--step-mode", self.step_mode,
         ]  # fmt: skip
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
@@ -497,7 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="workers' forward-pass precision: auto = bf16 where the GPU or CPU has it natively",
+        help="workers' forward-pass precision: auto = fp32 with TF32 on GPUs, bf16 on CPUs with native bf16",
+    )
+    parser.add_argument(
+        "--step-mode",
+        choices=STEP_MODES,
+        default="auto",
+        help="workers' training steps: auto = captured once per job as a CUDA graph and replayed (CUDA "
+        "only; eager where capture fails, with the reason in the result), eager, graph",
     )
     parser.add_argument(
         "--keep-checkpoints", action="store_true", help="keep RUN_DIR/checkpoints at the end of the run"
@@ -558,7 +567,7 @@ def resumed_settings(args: argparse.Namespace, argv: Sequence[str] | None) -> La
     return LaunchSettings(
         n_workers=worker_count(args), run_dir=fields["run_dir"], run_id=fields["run_id"],
         spec=RunSpec.from_fields(fields), data_dir=args.data_dir, download=args.download, device=args.device,
-        host=args.host, verbose=args.verbose, precision=args.precision,
+        host=args.host, verbose=args.verbose, precision=args.precision, step_mode=args.step_mode,
         keep_checkpoints=args.keep_checkpoints, resume=True, tls=args.tls, max_attempts=args.max_attempts,
         job_timeout=args.job_timeout,
         dashboard_command=serve_command(args.resume) if args.dashboard else None,
@@ -581,6 +590,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str] | None = No
         host=args.host,
         verbose=args.verbose,
         precision=args.precision,
+        step_mode=args.step_mode,
         keep_checkpoints=args.keep_checkpoints,
         tls=args.tls,
         max_attempts=args.max_attempts,

@@ -32,6 +32,7 @@ from torch import nn
 
 from workers.checkpoints import load_optimizer_state
 from workers.precision import Precision
+from workers.settings import STEP_MODES
 from workers.steps import Autocast, EagerSteps, Steps, training_step
 from workers.training_spec import TrainingSpec
 
@@ -39,7 +40,6 @@ __all__ = ["STEP_MODES", "GraphSteps", "capture_steps", "check_step_mode", "grap
 
 logger = logging.getLogger(__name__)
 
-STEP_MODES = ("auto", "eager", "graph")
 # torch's example warms up three steps: enough for lazy state and cuDNN's autotuner to settle.
 WARM_UP_STEPS = 3
 

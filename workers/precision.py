@@ -5,7 +5,10 @@
 optimizer stay float32). ``fp16`` needs a gradient scaler against underflowing gradients; bf16 has float32's
 exponent range and needs none. ``auto`` picks, per device:
 
-- CUDA: ``bf16`` where the GPU supports it (Ampere and newer), else ``fp16`` with a gradient scaler;
+- CUDA: ``fp32``, with TF32 tensor-core matrix products allowed (``workers.device.configure_device``). On
+  an H200, bf16 autocast made lenet-small's steps slower, eager and graph-captured (its casts cost more than
+  the small convolutions save: ``../shared/docs/gpu-facts.md``, the table in ``benchmarks/README.md``), and
+  fp16 needs a gradient scaler, which cannot be captured in a CUDA graph;
 - CPU: ``bf16`` where the CPU computes bfloat16 natively (AVX512-BF16 or AMX), measured faster on such a
   CPU for every network shape we tried (``benchmarks/README.md``); else ``fp32``, since emulated bfloat16
   is slower than float32.
@@ -74,7 +77,7 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 
 def _automatic(device: torch.device) -> str:
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
     if device.type == "cpu" and cpu_has_native_bf16():
         return "bf16"
     return "fp32"

@@ -74,6 +74,7 @@ def run_worker(settings: WorkerSettings) -> int:
         device_name=name,
         seed=run.spec.seed,
         precision=precision.name,
+        step_mode=settings.step_mode,
         continuation=continuation_plan(run.spec, settings.run_dir),
         nameserver=address.host,
         nameserver_port=address.port,

@@ -15,6 +15,8 @@ from hpo_service.tls import in_run_dir, require_authentication
 
 # Here, not in workers.precision, so that the CLIs can offer them without importing torch.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# How a training step runs (workers.graph_step): auto = one captured CUDA graph per job on CUDA, else eager.
+STEP_MODES = ("auto", "eager", "graph")
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,10 @@ class WorkerSettings:
     # Listen on a non-loopback host without credentials (anyone who reaches it could stop this worker).
     allow_insecure: bool = False
     connect_timeout: float = 120.0
-    # Forward-pass precision (workers.precision): auto = bf16 on CUDA and on CPUs with native bf16.
+    # Forward-pass precision (workers.precision): auto = fp32 (TF32) on CUDA, bf16 on CPUs with native bf16.
     precision: str = "auto"
+    # Training steps replayed as a captured CUDA graph (workers.graph_step) or run eagerly.
+    step_mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.nameserver is None and self.run_dir is None:
@@ -59,5 +63,7 @@ class WorkerSettings:
             raise SettingsError(f"--connect-timeout must be positive, got {self.connect_timeout:g}")
         if self.data_dir is not None and not self.download and not self.data_dir.is_dir():
             raise SettingsError(f"--data-dir {self.data_dir} is not a directory")
+        if self.step_mode not in STEP_MODES:
+            raise SettingsError(f"--step-mode must be one of {', '.join(STEP_MODES)}, got {self.step_mode!r}")
         if self.precision not in PRECISIONS:
             raise SettingsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")

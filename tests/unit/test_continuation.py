@@ -291,25 +291,28 @@ def test_the_launcher_passes_continuation_to_the_master_and_precision_to_workers
 
     generate_tls(tmp_path / "run" / "tls")  # launch() makes them before anything starts; the CLIs check them
     arguments = ["--run-dir", str(tmp_path / "run"), "--precision", "bf16", "--no-continuation"]
+    arguments += ["--step-mode", "eager"]
     launch = settings_from_args(build_parser().parse_args([*arguments, "--keep-checkpoints"]))
     master = master_settings(master_parser().parse_args(launch.master_command()[3:]))
     worker_command = launch.worker_command("cpu")
     worker = worker_settings(worker_parser().parse_args(worker_command[3:]))
     assert (master.continuation, master.keep_checkpoints) == (False, True)
     # The run's continuation reaches the worker through run.json, not its command line.
-    assert worker.precision == "bf16" and "--no-continuation" not in worker_command
+    assert (worker.precision, worker.step_mode) == ("bf16", "eager")
+    assert "--no-continuation" not in worker_command
 
     default = settings_from_args(build_parser().parse_args(["--run-dir", str(tmp_path / "run")]))
     master = master_settings(master_parser().parse_args(default.master_command()[3:]))
     worker = worker_settings(worker_parser().parse_args(default.worker_command("cpu")[3:]))
     assert (master.continuation, master.keep_checkpoints) == (True, False)
-    assert (worker.precision, worker.run_dir) == ("auto", tmp_path / "run")
+    assert (worker.precision, worker.step_mode, worker.run_dir) == ("auto", "auto", tmp_path / "run")
 
 
 @pytest.mark.parametrize(("text", "expected"), [("false", True), ("0", True), ("true", False), ("", False)])
 def test_container_variables_switch_continuation(text: str, expected: bool) -> None:
     environment = {"HPO_RUN_ID": "study", "HPO_ADVERTISE_HOST": "10.0.0.5", "HPO_CONTINUATION": text}
     environment |= {"HPO_PRECISION": "fp32", "HPO_KEEP_CHECKPOINTS": "yes", "HPO_MAX_BUDGET": "9"}
+    environment |= {"HPO_STEP_MODE": "graph"}
     master = container.master_command(environment)
     worker = container.worker_command(environment, "172.19.0.4")
     assert ("--no-continuation" in master) == expected
@@ -317,6 +320,7 @@ def test_container_variables_switch_continuation(text: str, expected: bool) -> N
     # The run's options reach the workers through the master's run.json on the runs volume.
     assert worker[worker.index("--run-dir") + 1] == "/runs/study"
     assert worker[worker.index("--precision") + 1] == "fp32"
+    assert worker[worker.index("--step-mode") + 1] == "graph"
     assert not {"--no-continuation", "--max-budget", "--dataset", "--seed"} & set(worker)
 
 

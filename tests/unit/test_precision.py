@@ -75,14 +75,13 @@ def test_bf16_trains_as_well_as_fp32() -> None:
 
 @pytest.mark.gpu
 @needs_cuda
-def test_auto_on_cuda_is_bf16_or_fp16_with_a_scaler() -> None:
+def test_auto_on_cuda_is_fp32_with_tf32() -> None:
     device = select_device("cuda")
     resolved = resolve_precision("auto", device)
-    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    assert resolved == Precision(expected, "cuda")
-    assert (resolved.grad_scaler() is not None) == (expected == "fp16")
+    assert resolved == Precision("fp32", "cuda") and resolved.grad_scaler() is None
     configure_device(device)
     assert torch.backends.cudnn.benchmark
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
 
 
 @pytest.mark.gpu
