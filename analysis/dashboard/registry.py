@@ -19,8 +19,12 @@ from hpo_service import run_files
 # How often (at most) the named parents are listed again for new runs.
 RESCAN_SECONDS = 1.0
 # What a run dir holds before its first log line (``launch.local --dashboard`` starts the server then):
-# the process logs, the TLS credentials, the nameserver's address, the search space.
-STARTING = (run_files.LOGS, run_files.TLS, run_files.NAMESERVER, run_files.SPACE, run_files.CHECKPOINTS)
+# the process logs, the TLS credentials, the nameserver's address, the search space, the live counts, a
+# study's plan and what --space-from-sweep made.
+STARTING = (
+    run_files.LOGS, run_files.TLS, run_files.NAMESERVER, run_files.SPACE, run_files.CHECKPOINTS,
+    run_files.PROGRESS, run_files.STUDY_PLAN, run_files.SPACE_FROM_SWEEP,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

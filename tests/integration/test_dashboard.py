@@ -281,6 +281,8 @@ def test_a_run_dir_that_is_only_starting_is_served_once_its_logs_appear(tmp_path
     run_dir = tmp_path / "run"
     (run_dir / "logs").mkdir(parents=True)  # as launch.local leaves it before the master's first line
     (run_dir / "nameserver.json").write_text("{}")
+    for name in ("progress.json", "sweep.json", "space-from-sweep.json"):  # a study's master, starting
+        (run_dir / name).write_text("{}")
     with served([run_dir]) as server:
         assert get_json(server, "/api/runs")["runs"] == []
         (run_dir / "results.json").write_text(result_line(0, 0.5))

@@ -188,3 +188,16 @@ def test_a_run_json_of_an_earlier_version_gives_its_spec_with_defaults() -> None
         optimizer="hyperband", min_budget=1.0, max_budget=9.0, eta=3.0, n_iterations=2, seed=4
     )
     assert isinstance(description.spec.max_budget, float) and description.started == 10.0
+
+
+def test_a_worker_takes_no_run_option_on_its_command_line() -> None:
+    """Workers read the whole spec from run.json or from the master (workers.run_source): a run option on a
+    worker's command line could only disagree with it."""
+    from workers.__main__ import build_parser as worker_parser
+
+    reference = argparse.ArgumentParser()
+    add_run_arguments(reference)
+    run_flags = {flag for action in reference._actions for flag in action.option_strings} - {"-h", "--help"}
+    worker_flags = {flag for action in worker_parser()._actions for flag in action.option_strings}
+    assert not run_flags & worker_flags
+    assert {"--run-dir", "--nameserver", "--device", "--precision", "--step-mode"} <= worker_flags
