@@ -5,6 +5,10 @@ compare. Jobs are grouped by how they trained: the device, and the precision and
 result names them (``cpu (2 threads), bf16, eager``). Per group with at least three jobs, a power law
 ``seconds = a * parameters ** b`` is fitted by least squares on log-log axes: ``b`` near 1 means the time
 grows in proportion to the model.
+
+Per group also the overhead of a job: its wall time from dispatch to result minus its training time
+(building the model, capture, evaluation, checkpoints, the round trip), the median over all jobs and the
+largest over the first job of each worker (which pays for what happens once per process).
 """
 
 from __future__ import annotations
@@ -46,9 +50,21 @@ class DeviceFit:
 
 
 @dataclass(frozen=True)
+class Overhead:
+    """Seconds of a job's wall time not spent training, over ``jobs`` jobs of ``device``."""
+
+    device: str
+    jobs: int
+    median_seconds: float
+    first_job_max_seconds: float
+    workers: int
+
+
+@dataclass(frozen=True)
 class TrainingCost:
     points: tuple[CostPoint, ...]
     fits: tuple[DeviceFit, ...]
+    overheads: tuple[Overhead, ...] = ()
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -78,7 +94,26 @@ def training_cost(run: RunData) -> TrainingCost:
             f"{run.run_dir}: no result reports parameter_count, train_seconds and epochs_trained "
             "(written by hpo-service workers)"
         )
-    return TrainingCost(tuple(points), fits(points))
+    return TrainingCost(tuple(points), fits(points), overheads(run))
+
+
+def overheads(run: RunData) -> tuple[Overhead, ...]:
+    """Per speed group: job wall time minus training time, for every job and for each worker's first."""
+    by_group: dict[str, list[tuple[float, float, Any]]] = {}
+    for job in run.jobs:
+        seconds = finite_or_none(job.info.get("train_seconds"))
+        if seconds is None or job.finished < job.started:
+            continue
+        overhead = max(0.0, job.finished - job.started - seconds)
+        by_group.setdefault(speed_group(job.info), []).append((job.started, overhead, job.info.get("worker")))
+    found = []
+    for group, jobs in sorted(by_group.items()):
+        first: dict[Any, float] = {}
+        for _, overhead, worker in sorted(jobs, key=lambda entry: entry[0]):
+            first.setdefault(worker, overhead)
+        median = float(np.median([overhead for _, overhead, _ in jobs]))
+        found.append(Overhead(group, len(jobs), median, max(first.values()), len(first)))
+    return tuple(found)
 
 
 def speed_group(info: Mapping[str, Any]) -> str:
@@ -112,5 +147,11 @@ def format_cost(cost: TrainingCost) -> str:
         lines.append(
             f"  {fit.device}: {fit.points} jobs, median {fit.median_seconds_per_epoch:.3g} s/epoch, "
             f"seconds/epoch ~ {fit.factor:.3g} * parameters^{fit.exponent:.2f}"
+        )
+    for overhead in cost.overheads:
+        lines.append(
+            f"  {overhead.device}: overhead per job (wall minus training) median "
+            f"{overhead.median_seconds:.2f} s over {overhead.jobs} jobs; first job of each of "
+            f"{overhead.workers} worker(s): at most {overhead.first_job_max_seconds:.2f} s"
         )
     return "\n".join(lines)

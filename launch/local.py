@@ -28,6 +28,7 @@ from hpo_service.console import LOG_DIRECTORY, short_log_lines
 from hpo_service.errors import RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import remove_credentials
+from hpo_service.progress import LiveCounts
 from hpo_service.resume import open_description
 from hpo_service.run_spec import RunSpec, add_run_arguments, spec_from_args
 from hpo_service.settings import (
@@ -223,24 +224,27 @@ def default_worker_count(device: str, workers_per_gpu: int) -> int:
 # join within seconds (each one gets a job as soon as it registers), so the first job need not wait for
 # the slowest worker's start.
 LOCAL_MIN_WORKERS = 1
-# Seconds the later workers wait at most for the master to listen (see early_workers).
+# Seconds the later workers wait at most for the first ones to join the search (see early_workers).
 STAGGER_LIMIT = 20.0
 
 
 def early_workers(count: int) -> int:
     """Workers started with the master. Each process spends seconds of CPU importing torch or HpBandSter;
     with more processes than cores they all slow each other down and the first job waits for the slowest
-    import. So the master and as many workers as leave it a core start at once; the others once the master
-    listens (its imports done). Every worker is started either way."""
+    start. So the master and as many workers as leave it a core start at once; the others once those
+    have joined the search (and the first job runs). Every worker is started either way."""
     return max(1, min(count, (os.cpu_count() or 1) - 1))
 
 
-def wait_for_master_start(group: ProcessGroup, run_dir: Path) -> None:
-    """Until the master listens (it writes nameserver.json), exits, or STAGGER_LIMIT seconds pass."""
+def wait_for_workers(group: ProcessGroup, run_dir: Path, count: int, since: float) -> None:
+    """Until the master reports ``count`` workers connected (its progress.json, written after ``since``),
+    the master exits, or STAGGER_LIMIT seconds pass."""
     deadline = time.monotonic() + STAGGER_LIMIT
-    path = run_dir / run_files.NAMESERVER
-    while not path.is_file() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         if group.master is not None and group.master.poll() is not None:
+            return
+        counts = LiveCounts.read(run_dir)
+        if counts is not None and counts.updated >= since and counts.workers >= count:
             return
         time.sleep(0.05)
 
@@ -421,13 +425,14 @@ def run_processes(settings: LaunchSettings) -> int:
             open_description(settings.run_dir, settings.spec)
         else:  # an earlier launch's spec (it has no results: refused otherwise) is not this one's
             (settings.run_dir / run_files.RUN_DESCRIPTION).unlink(missing_ok=True)
+        started = time.time()
         group.start_master(settings.master_command())
         placements = worker_placements(settings)
         early = early_workers(len(placements))
         for device, environment in placements[:early]:
             group.start_worker(settings.worker_command(device), environment)
         if early < len(placements):
-            wait_for_master_start(group, settings.run_dir)
+            wait_for_workers(group, settings.run_dir, early, started)
         for device, environment in placements[early:]:
             group.start_worker(settings.worker_command(device), environment)
         code = supervise(group)

@@ -27,6 +27,7 @@ from workers.device import (
 from workers.precision import resolve_precision
 from workers.run_source import ask_master, read_run_description
 from workers.settings import WorkerSettings
+from workers.warm_up import start_early_imports, warm_up
 from workers.worker import TrainingWorker
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def run_worker(settings: WorkerSettings) -> int:
     configure_device(device)
     precision = resolve_precision(settings.precision, device)
     name = device_description(device, threads)
+    imports = start_early_imports()
     # With a shared run dir the spec is there as soon as the master created the run: the data loads while
     # the master starts its nameserver. Without one, the master gives it once it listens.
     run = None
@@ -67,6 +69,8 @@ def run_worker(settings: WorkerSettings) -> int:
     if run is None:
         run = ask_master(address, settings.run_id, settings.connect_timeout)
         data = load_data(settings, run.spec, device)
+    imports.join()
+    warm_up(device, data, precision.name, settings.step_mode)
     worker = TrainingWorker(
         settings.run_id,
         data=data,

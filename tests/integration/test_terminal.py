@@ -113,8 +113,10 @@ def test_launch_on_a_terminal_shows_the_status_block_and_logs_go_to_the_run_dir(
     logs = run_dir / "logs"
     assert sorted(path.name for path in logs.iterdir()) == ["master.log", "worker-1.log", "worker-2.log"]
     assert "[6/6] iteration " in (logs / "master.log").read_text()
-    for worker in ("worker-1.log", "worker-2.log"):
-        assert "workers.process: ready in" in (logs / worker).read_text()
+    # Each worker logs there (on 2 cores the second starts once the first has joined: in a run this short
+    # it may not get to train).
+    assert "workers.process: ready in" in (logs / "worker-1.log").read_text()
+    assert "worker INFO" in (logs / "worker-2.log").read_text()
 
 
 @pytest.mark.integration

@@ -4,14 +4,17 @@ environment are stood in for. (What several workers per GPU do to throughput nee
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
 from launch import local
+from tests.conftest import REPO
 
 LISTING = "".join(
     f"GPU {index}: NVIDIA H200 (UUID: GPU-{name})\n" for index, name in enumerate(("aaa", "bbb", "ccc"))
@@ -101,20 +104,65 @@ def test_the_master_and_workers_that_leave_it_a_core_start_first(monkeypatch: py
     assert [local.early_workers(count) for count in (1, 8, 32)] == [1, 8, 15]
 
 
-def test_the_later_workers_wait_for_the_master_to_listen_or_to_end(
+def test_the_later_workers_wait_for_the_first_to_join_or_the_master_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from hpo_service.progress import LiveCounts
 
     group = local.ProcessGroup()
     group.master = SimpleNamespace(poll=lambda: None)  # type: ignore[assignment]  # still running
-    (tmp_path / "nameserver.json").write_text("{}")
+    since = time.time()
+    LiveCounts(planned=9, workers=1, updated=since + 0.01).write(tmp_path)
     started = time.monotonic()
-    local.wait_for_master_start(group, tmp_path)  # listening: at once
+    local.wait_for_workers(group, tmp_path, 1, since)  # the first worker joined: at once
     assert time.monotonic() - started < 1
     group.master = SimpleNamespace(poll=lambda: 2)  # type: ignore[assignment]  # exited (bad settings)
-    local.wait_for_master_start(group, tmp_path / "empty")
+    local.wait_for_workers(group, tmp_path, 2, since)
     assert time.monotonic() - started < 1
-    monkeypatch.setattr(local, "STAGGER_LIMIT", 0.2)  # a master that neither listens nor ends
+    monkeypatch.setattr(local, "STAGGER_LIMIT", 0.2)  # counts of an earlier launch do not count
     group.master = SimpleNamespace(poll=lambda: None)  # type: ignore[assignment]
-    local.wait_for_master_start(group, tmp_path / "empty")
+    local.wait_for_workers(group, tmp_path, 1, since + 60)
     assert 0.2 <= time.monotonic() - started < 2
+
+
+def test_a_worker_warms_up_before_it_is_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers import warm_up as warm_up_module
+    from workers.data import load_dataset
+
+    data = load_dataset("digits", None, torch.device("cpu"))
+    runs: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(warm_up_module, "train", lambda *args, **kwargs: runs.append((args, kwargs)))
+    monkeypatch.setattr(warm_up_module.torch.cuda, "synchronize", lambda device: None)
+    monkeypatch.setattr(warm_up_module, "reset_peak_memory", lambda device: runs.append(("reset",)))
+    warm_up_module.warm_up(torch.device("cuda"), data, "fp32", "graph")
+    (args, kwargs), reset = runs
+    config, epochs, _, small = args
+    assert epochs == 1 and kwargs == {"precision": "fp32", "step_mode": "graph"}
+    assert len(small.train_y) == warm_up_module.WARM_UP_IMAGES and len(small.test_y) <= 200
+    assert reset == ("reset",)  # the first job's peak memory is its own
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no kernel image")
+
+    monkeypatch.setattr(warm_up_module, "train", failing)
+    warm_up_module.warm_up(torch.device("cuda"), data, "fp32", "auto")  # logged, not raised
+
+
+def test_the_warm_up_takes_the_first_jobs_one_time_costs_on_the_cpu() -> None:
+    """In a fresh interpreter: torch imports torch._dynamo (about 1 s of CPU) at the first optimizer it
+    builds; after the warm-up that has happened, so the first job does not pay for it."""
+    script = (
+        "import sys, torch\n"
+        "from workers.data import load_dataset\n"
+        "from workers.warm_up import warm_up\n"
+        "data = load_dataset('digits', None, torch.device('cpu'))\n"
+        "before = 'torch._dynamo' in sys.modules\n"
+        "seconds = warm_up(torch.device('cpu'), data, 'fp32', 'auto')\n"
+        "print(before, 'torch._dynamo' in sys.modules, seconds > 0)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO, timeout=120
+    ).stdout.split()
+    assert output == ["False", "True", "True"]
