@@ -14,6 +14,10 @@ Three tables, every number from this one run on this one device (ratios are what
    of the ``full`` space (3 x 128 filters 7x7, no pooling, 4 x 1024 units) on 28x28 and 32x32 images.
 3. ``packing``: 1, 2, 4 and 8 trainer processes (batch 128, step mode auto, 1 torch thread each) training
    at once on the device: aggregate images/s = all their images / (last end - first start).
+4. ``autotune``: cuDNN's autotuner (``cudnn.benchmark``, which the workers turn on) on and off, each in a
+   fresh process that warms up as a worker does (``workers.warm_up``) and then trains 1-epoch jobs of four
+   architectures it has not seen, as a search's first jobs are: training seconds and overhead (job wall
+   minus training) in all. Autotuning pays per new architecture; these jobs are short.
 
 The 28x28 images are real MNIST from ``DATA_DIR/MNIST/raw`` where present (else the 8x8 digits, named in
 the output); the 32x32 images are random (3 channels, 10 classes): throughput does not depend on pixels.
@@ -56,6 +60,13 @@ LEARNING_RATE = 0.01
 STEP_BATCHES = (21, 128, 512)
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 PACKING = (1, 2, 4, 8)
+# New architectures (and batch sizes) for the autotune table: every one a first for its process.
+FIRST_JOBS = (
+    {**LENET_SMALL, "batch_size": 21},
+    {**SEED_000, "batch_size": 64},
+    {"conv_layers": 3, "filters": 32, "kernel_size": 5, "units": 256, "optimizer": "adam", "batch_size": 128},
+    {"conv_layers": 1, "filters": 8, "kernel_size": 7, "units": 64, "optimizer": "sgd", "batch_size": 256},
+)
 Measure = Callable[[], tuple[float, float]]  # -> (images/s, microseconds per step)
 
 
@@ -69,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the tables as JSON here")
     parser.add_argument("--train-images", type=int, help="train on the first N images (default: all)")
     parser.add_argument("--pack-child", type=int, help=argparse.SUPPRESS)  # one process of the packing table
+    parser.add_argument("--autotune-child", choices=("on", "off"), help=argparse.SUPPRESS)  # table 4
     arguments = parser.parse_args(argv)
     device = torch.device(arguments.device)
     configure_device(device)
@@ -76,12 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     mnist = images_28(arguments.data_dir, device, size.train_images)
     if arguments.pack_child is not None:
         return pack_child(mnist, device)
+    if arguments.autotune_child is not None:
+        return autotune_child(mnist, device, arguments.autotune_child == "on")
     print(f"# GPU throughput on {describe(device)}, torch {torch.__version__}; 28x28 data: {mnist.name}")
     tables: dict[str, Any] = {"device": describe(device)}
     measurements: dict[str, Callable[[], list[dict[str, Any]]]] = {
         "steps": lambda: step_table(mnist, device, size),
         "precision": lambda: precision_table(mnist, images_32(device, size.train_images), device, size),
         "packing": lambda: packing_table(arguments, size),
+        "autotune": lambda: autotune_table(arguments),
     }
     for name, measure in measurements.items():
         tables[name] = measure()
@@ -304,10 +319,7 @@ def precision_table(
 def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, Any]]:
     rows = []
     print("\n| trainer processes | aggregate images/s | per process |\n|---|---|---|")
-    command = [sys.executable, str(Path(__file__).resolve()), "--device", arguments.device]
-    command += ["--data-dir", str(arguments.data_dir), *(["--quick"] if arguments.quick else [])]
-    if arguments.train_images is not None:
-        command += ["--train-images", str(arguments.train_images)]
+    command = child_command(arguments)
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     for count in size.packing:
         children = [
@@ -324,6 +336,57 @@ def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, A
         print(f"| {count} | {aggregate:,.0f} | {aggregate / count:,.0f} |")
         rows.append({"processes": count, "aggregate_images_per_second": aggregate})
     return rows
+
+
+def child_command(arguments: argparse.Namespace) -> list[str]:
+    """This script, for a child process measuring on the same device and data."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--device", arguments.device]
+    command += ["--data-dir", str(arguments.data_dir), *(["--quick"] if arguments.quick else [])]
+    if arguments.train_images is not None:
+        command += ["--train-images", str(arguments.train_images)]
+    return command
+
+
+# Table 4: cuDNN's autotuner on a search's first jobs.
+
+
+def autotune_table(arguments: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    print("\n| cudnn.benchmark | warm-up s | training s | overhead s (wall - training) | jobs |")
+    print("|---|---|---|---|---|")
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    for setting in ("off", "on"):
+        child = subprocess.run(
+            [*child_command(arguments), "--autotune-child", setting],
+            capture_output=True, text=True, env=environment, check=False,
+        )  # fmt: skip
+        if child.returncode != 0:
+            raise SystemExit(f"the autotune process ({setting}) failed: {child.stderr[-2000:]}")
+        report = json.loads(child.stdout.strip().splitlines()[-1])
+        print(
+            f"| {setting} | {report['warm_up']:.2f} | {report['training']:.2f} | {report['overhead']:.2f} "
+            f"| {report['jobs']} |"
+        )
+        rows.append({"cudnn_benchmark": setting, **report})
+    return rows
+
+
+def autotune_child(data: DatasetTensors, device: torch.device, benchmark: bool) -> int:
+    from workers.warm_up import warm_up
+
+    torch.backends.cudnn.benchmark = benchmark
+    warm_seconds = warm_up(device, data, "fp32", "auto")
+    training = overhead = 0.0
+    for architecture in FIRST_JOBS:
+        config = {**architecture, "learning_rate": LEARNING_RATE}
+        started = time.monotonic()
+        outcome = train(config, 1, device, data, precision="fp32", step_mode="auto")
+        wall = time.monotonic() - started
+        training += outcome.train_seconds
+        overhead += wall - outcome.train_seconds
+    report = {"warm_up": warm_seconds, "training": training, "overhead": overhead, "jobs": len(FIRST_JOBS)}
+    print(json.dumps(report))
+    return 0
 
 
 def pack_child(data: DatasetTensors, device: torch.device) -> int:

@@ -90,6 +90,7 @@ def run_worker(settings: WorkerSettings) -> int:
             else None
         ),
         patience=settings.connect_timeout,
+        run_started=run.started,
     )
     logger.info(
         "ready in %.1f s: %s on %s (%s), %d training images, run %s, nameserver %s",

@@ -397,6 +397,9 @@ class ServiceDispatcher(Dispatcher):
         return removed, crashed
 
     def submit_job(self, id: Any, **kwargs: Any) -> None:
+        # Which start of the run the job belongs to: a worker that read another start's spec exits.
+        if self._run_description.get("started") is not None:
+            kwargs.setdefault("run_started", self._run_description["started"])
         with self.runner_cond:
             job = Job(id, **kwargs)
             job.time_it("submitted")

@@ -4,6 +4,7 @@ with a status (fixes 1, 5, 6, 7 and 9 of :mod:`hpo_service.hpbandster`). Imports
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import traceback
 import uuid
@@ -16,6 +17,8 @@ from hpo_service.hpbandster.membership import Membership, NameserverSource
 from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from hpo_service.wire import to_builtins
 
+# Exit code of a worker that finds it read a stale spec (see ServiceWorker._check_run).
+STALE_SPEC_EXIT_CODE = 3
 # Seconds a worker waits for its run's master (or a lost nameserver) before it gives up and exits.
 MASTER_PATIENCE = 120.0
 
@@ -34,6 +37,7 @@ class ServiceWorker(Worker):
         worker_logger: logging.Logger | None = None,
         nameserver_source: NameserverSource | None = None,
         patience: float = MASTER_PATIENCE,
+        run_started: float | None = None,
         **kwargs: Any,
     ) -> None:
         # Upstream names a worker by host name and pid only; containers on the host network share the host
@@ -46,6 +50,9 @@ class ServiceWorker(Worker):
         self.exit_error: str | None = None
         self._dispatcher: Any = None
         self._membership = Membership(self, nameserver_source, patience=patience)
+        # When the run whose spec this worker read started (run.json's "started"); every job says when its
+        # master's run started, so a spec read from a stale run.json is caught at the first job.
+        self.run_started = run_started
         self._current_job: tuple[Any, ...] | None = None
         self._cancelled = threading.Event()
 
@@ -80,7 +87,22 @@ class ServiceWorker(Worker):
     @Pyro4.expose
     @Pyro4.oneway
     def start_computation(self, callback: Any, id: Any, *args: Any, **kwargs: Any) -> Any:
+        self._check_run(kwargs.pop("run_started", None))
         return super().start_computation(self._dispatcher_proxy(callback), id, *args, **kwargs)
+
+    def _check_run(self, run_started: Any) -> None:
+        """Exit (code 3) when the job's run is not the one whose spec this worker read: its run.json was an
+        earlier start's, left in the run dir. The master gives the job to another worker; a launcher or
+        compose starts this one again, and it reads the current spec."""
+        if None in (run_started, self.run_started) or run_started == self.run_started:
+            return
+        self.logger.error(
+            "the run's master started at %s, but this worker read the spec of a start at %s (a run.json left "
+            "from an earlier start); exiting to be started again with the current one",
+            run_started, self.run_started,
+        )  # fmt: skip
+        logging.shutdown()
+        os._exit(STALE_SPEC_EXIT_CODE)
 
     def _dispatcher_proxy(self, callback: Any) -> Any:
         """The dispatcher sends a fresh proxy of itself with every job, and upstream opens a connection for

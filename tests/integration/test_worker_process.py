@@ -84,3 +84,30 @@ def test_worker_trains_on_the_real_mnist_from_a_data_dir(process_run: ProcessRun
         assert 0.0 <= info["test_error"] <= 1.0
     # Any trained configuration beats guessing (0.9 error) on real digits; a broken pipeline would not.
     assert min(result["loss"] for _, _, _, result, _ in results) < 0.5
+
+
+def test_a_worker_that_read_a_stale_spec_exits_and_its_job_goes_to_another(
+    process_run: ProcessRun, tmp_path: Path
+) -> None:
+    run_dir, stale_dir = tmp_path / "run", tmp_path / "stale"
+    spec = ["--optimizer", "randomsearch", "--min-budget", "1", "--max-budget", "1", "--n-iterations", "2"]
+    master = process_run.start("master", master_command(run_dir, "stale", *spec, "--min-workers", "1"))
+    address = read_credentials(run_dir, timeout=60)
+    # run.json of an earlier start of the same run id (left in a run dir when that start failed).
+    stale_dir.mkdir()
+    earlier = json.loads((run_dir / "run.json").read_text()) | {"started": 1.0, "train_limit": 64}
+    (stale_dir / "run.json").write_text(json.dumps(earlier))
+    worker = [sys.executable, "-m", "workers", "--run-id", "stale", "--nameserver", str(address)]
+    worker.append("--insecure")
+    stale = process_run.start("stale-worker", [*worker, "--run-dir", str(stale_dir)])
+    assert stale.wait(timeout=120) == 3, process_run.log("stale-worker")
+    assert "read the spec of a start at 1.0" in process_run.log("stale-worker")
+    good = process_run.start("worker", worker)
+    assert master.wait(timeout=180) == 0, process_run.log("master") + process_run.log("worker")
+    assert good.wait(timeout=30) == 0, process_run.log("worker")
+    results = [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
+    # Every job has a result from the good worker, on all the images; the stale one (64 images) trained none.
+    assert len(results) == 2 and all(result["info"]["status"] == "ok" for _, _, _, result, _ in results)
+    assert "digits: 64 train" in process_run.log("stale-worker")
+    assert "epoch(s): validation error" not in process_run.log("stale-worker")
+    assert "digits: 1077 train" in process_run.log("worker")

@@ -37,3 +37,6 @@ def test_the_cpu_quick_mode_prints_and_writes_every_table(tmp_path: Path) -> Non
     }
     assert [row["processes"] for row in tables["packing"]] == [1, 2]
     assert all(row["aggregate_images_per_second"] > 0 for row in tables["packing"])
+    assert [row["cudnn_benchmark"] for row in tables["autotune"]] == ["off", "on"]
+    for row in tables["autotune"]:
+        assert row["jobs"] == 4 and row["training"] > 0 and row["overhead"] >= 0
