@@ -15,3 +15,8 @@ class RunDirectoryError(HpoServiceError):
 
 class NameserverError(HpoServiceError):
     """The Pyro4 nameserver cannot be started or reached."""
+
+
+# Exit code of a worker that finds, at a job, that it read the spec of another start of its run (a stale
+# run.json): started again, it reads the current one (hpo_service.hpbandster.worker, launch.local).
+STALE_SPEC_EXIT_CODE = 3

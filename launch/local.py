@@ -25,7 +25,7 @@ from pathlib import Path
 
 from hpo_service import run_files
 from hpo_service.console import LOG_DIRECTORY, short_log_lines
-from hpo_service.errors import RunDirectoryError, SettingsError
+from hpo_service.errors import STALE_SPEC_EXIT_CODE, RunDirectoryError, SettingsError
 from hpo_service.logging_setup import configure_logging
 from hpo_service.nameserver import remove_credentials
 from hpo_service.progress import LiveCounts
@@ -301,12 +301,14 @@ class ProcessGroup:
             )
 
     def replace_dead_workers(self) -> None:
-        """Start a new worker for each one killed by a signal (OOM killer, kill -9, a crash in native code)
-        while the master runs, up to WORKER_RESTARTS per slot. One that exited (a bad setting, given up)
-        would only fail again, and one the master shut down exits with 0."""
+        """Start a new worker for each one killed by a signal (OOM killer, kill -9, a crash in native code),
+        or that exited because it had read a stale spec, while the master runs, up to WORKER_RESTARTS per
+        slot. One that exited otherwise (a bad setting, given up) would only fail again, and one the master
+        shut down exits with 0."""
         for index, process in enumerate(self.workers):
             code = process.poll()
-            if code is None or code >= 0 or self.restarts[index] >= WORKER_RESTARTS:
+            replace = code is not None and (code < 0 or code == STALE_SPEC_EXIT_CODE)
+            if not replace or self.restarts[index] >= WORKER_RESTARTS:
                 continue
             self.restarts[index] += 1
             logger.warning(

@@ -13,12 +13,11 @@ from typing import Any
 import Pyro4
 from hpbandster.core.worker import Worker
 
+from hpo_service.errors import STALE_SPEC_EXIT_CODE
 from hpo_service.hpbandster.membership import Membership, NameserverSource
 from hpo_service.records import EvaluationResult, JobRequest, JobStatus
 from hpo_service.wire import to_builtins
 
-# Exit code of a worker that finds it read a stale spec (see ServiceWorker._check_run).
-STALE_SPEC_EXIT_CODE = 3
 # Seconds a worker waits for its run's master (or a lost nameserver) before it gives up and exits.
 MASTER_PATIENCE = 120.0
 

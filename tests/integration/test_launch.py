@@ -190,14 +190,18 @@ def test_a_killed_worker_is_replaced_and_one_that_exited_is_not() -> None:
     try:
         group.start_worker(sleeper, {})
         group.start_worker([sys.executable, "-c", "raise SystemExit(2)"], {})
-        first = group.workers[0]
+        group.start_worker([sys.executable, "-c", "raise SystemExit(3)"], {})  # read a stale spec
+        first, stale = group.workers[0], group.workers[2]
         group.workers[1].wait(timeout=30)
+        stale.wait(timeout=30)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         group.replace_dead_workers()
-        # Killed (OOM killer, kill -9): a new process in its slot; exited with a code: it would fail again.
+        # Killed (OOM killer, kill -9): a new process in its slot; exited with a code: it would fail again,
+        # unless that code says it read a stale spec (started again, it reads the current one).
         assert group.workers[0] is not first and group.workers[0].poll() is None
-        assert group.restarts == [1, 0]
+        assert group.workers[2] is not stale
+        assert group.restarts == [1, 0, 1]
         for _ in range(WORKER_RESTARTS):
             group.workers[0].kill()
             group.workers[0].wait(timeout=10)
