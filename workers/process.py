@@ -11,8 +11,14 @@ from pathlib import Path
 import Pyro4.errors
 import torch
 
-from hpo_service.nameserver import current_credentials, read_credentials, wait_for_nameserver
+from hpo_service.nameserver import (
+    NameserverAddress,
+    current_credentials,
+    read_credentials,
+    wait_for_nameserver,
+)
 from hpo_service.pyro_setup import configure_pyro
+from hpo_service.records import RunDescription
 from hpo_service.run_spec import RunSpec
 from hpo_service.tls import in_run_dir
 from workers.continuation import continuation_plan
@@ -54,22 +60,11 @@ def run_worker(settings: WorkerSettings) -> int:
     precision = resolve_precision(settings.precision, device)
     name = device_description(device, threads)
     imports = start_early_imports()
-    # With a shared run dir the spec is there as soon as the master created the run: the data loads while
-    # the master starts its nameserver. Without one, the master gives it once it listens.
-    run = None
-    if settings.run_dir is not None:
-        run = read_run_description(settings.run_dir, settings.run_id, settings.connect_timeout)
-        data = load_data(settings, run.spec, device)
-    address = settings.nameserver
-    if address is None:
-        assert settings.run_dir is not None  # WorkerSettings guarantees one of the two
-        address = read_credentials(settings.run_dir, timeout=settings.connect_timeout)
-    configure_pyro(run_tls_dir(settings))
-    wait_for_nameserver(address, timeout=settings.connect_timeout)
-    if run is None:
-        run = ask_master(address, settings.run_id, settings.connect_timeout)
-        data = load_data(settings, run.spec, device)
-    imports.join()
+    try:
+        run, data, address = open_run(settings, device)
+    finally:
+        # Also on an error: a thread still inside torch when the interpreter exits aborts it in C++.
+        imports.join()
     warm_up(device, data, precision.name, settings.step_mode)
     worker = TrainingWorker(
         settings.run_id,
@@ -98,6 +93,28 @@ def run_worker(settings: WorkerSettings) -> int:
         address,
     )  # fmt: skip
     return serve(worker)
+
+
+def open_run(
+    settings: WorkerSettings, device: torch.device
+) -> tuple[RunDescription, DatasetTensors, NameserverAddress]:
+    """The run's description (its spec), its data on ``device`` and its nameserver, answering. With a shared
+    run dir the spec is there as soon as the master created the run: the data loads while the master
+    starts its nameserver. Without one, the master gives the spec once it listens."""
+    run = data = None
+    if settings.run_dir is not None:
+        run = read_run_description(settings.run_dir, settings.run_id, settings.connect_timeout)
+        data = load_data(settings, run.spec, device)
+    address = settings.nameserver
+    if address is None:
+        assert settings.run_dir is not None  # WorkerSettings guarantees one of the two
+        address = read_credentials(settings.run_dir, timeout=settings.connect_timeout)
+    configure_pyro(run_tls_dir(settings))
+    wait_for_nameserver(address, timeout=settings.connect_timeout)
+    if run is None or data is None:
+        run = ask_master(address, settings.run_id, settings.connect_timeout)
+        data = load_data(settings, run.spec, device)
+    return run, data, address
 
 
 def load_data(settings: WorkerSettings, spec: RunSpec, device: torch.device) -> DatasetTensors:
