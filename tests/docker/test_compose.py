@@ -97,7 +97,9 @@ def compose() -> Iterator[Compose]:
         "HPO_RUN_ID": "smoke",
         "HPO_N_WORKERS": "2",
         "HPO_MAX_BUDGET": "3",
-        "HPO_N_ITERATIONS": "1",
+        # Workers register once they have the run's spec (the master's run.json): the run must last a few
+        # healthcheck intervals for each role to be seen healthy while it runs.
+        "HPO_N_ITERATIONS": "4",
         "HPO_TRAIN_LIMIT": "300",
         "HPO_DEVICE": "cpu",
         "HPO_NAMESERVER_PORT": str(free_port()),
@@ -136,7 +138,8 @@ def test_compose_runs_a_search_and_leaves_nothing_behind(compose: Compose) -> No
     analysis = compose("run", "--rm", "analysis", "/runs/smoke")
     assert analysis.returncode == 0, analysis.stderr
     assert "optimizer   bohb" in analysis.stdout
-    assert "jobs        4 on 3 configurations" in analysis.stdout  # one bracket: 3 at 1 epoch, 1 at 3
+    # Four iterations, brackets of (3 at 1 epoch, 1 at 3) and (2 at 3) in turn.
+    assert "jobs        12 on 10 configurations" in analysis.stdout
 
     down = compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
     assert down.returncode == 0, down.stderr
