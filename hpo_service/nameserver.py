@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -120,20 +119,15 @@ def wait_for_nameserver(address: NameserverAddress, timeout: float, interval: fl
 def write_credentials(run_dir: Path, address: NameserverAddress) -> Path:
     """Write ``nameserver.json`` atomically so a worker never reads half a file."""
     path = run_dir / CREDENTIALS_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"host": address.host, "port": address.port}))
-    os.replace(temporary, path)
+    run_files.write_json(path, {"host": address.host, "port": address.port})
     return path
 
 
 def read_credentials(run_dir: Path, timeout: float, interval: float = 0.2) -> NameserverAddress:
     """Wait up to ``timeout`` seconds for the master to write ``nameserver.json`` into ``run_dir``."""
     path = run_dir / CREDENTIALS_FILE
-    deadline = time.monotonic() + timeout
-    while not path.is_file():
-        if time.monotonic() >= deadline:
-            raise NameserverError(f"{path} did not appear within {timeout:g} s: is the master running?")
-        time.sleep(interval)
+    if not run_files.wait_for(path, timeout, interval):
+        raise NameserverError(f"{path} did not appear within {timeout:g} s: is the master running?")
     try:
         data = json.loads(path.read_text())
         return NameserverAddress(str(data["host"]), int(data["port"]))

@@ -173,9 +173,10 @@ def open_description(run_dir: Path, spec: RunSpec) -> RunDescription:
     with, adds to what the run recorded: workers read the spec there. The recorded space name is kept
     (``spec.space`` is the run's ``configspace.json``)."""
     path = run_dir / run_files.RUN_DESCRIPTION
-    recorded = RunDescription.from_dict(json.loads(path.read_text()))
+    record = json.loads(path.read_text())
+    recorded = RunDescription.from_dict(record)
     description = replace(recorded, spec=replace(spec, space=recorded.spec.space))
-    if description.to_dict() != json.loads(path.read_text()):
+    if description.to_dict() != record:
         run_files.write_json(path, description.to_dict())
     return description
 

@@ -3,13 +3,14 @@
 Writers and readers (the master, workers, launchers, ``analysis`` and its dashboard) take the names from
 here; ``docs/architecture.md`` ("Run directory") gives each one's writer, format and readers, and
 ``tests/unit/test_run_files.py`` checks that the table and this module name the same files. Plain constants
-and one writer, standard library only: ``analysis`` may import it too.
+and their writer and waiter, standard library only: ``analysis`` may import it too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,14 @@ def write_json(path: Path, data: Any) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
+
+
+def wait_for(path: Path, timeout: float, interval: float) -> bool:
+    """Whether ``path`` exists as a file within ``timeout`` seconds (looked at every ``interval``): what a
+    worker does for a file its master writes when it starts."""
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 from hpo_service import run_files
@@ -28,14 +27,11 @@ def read_run_description(run_dir: Path, run_id: str, timeout: float) -> RunDescr
     """``RUN_DIR/run.json`` once the master has written it; RunDirectoryError when it does not appear within
     ``timeout`` seconds, cannot be read, or describes another run."""
     path = run_dir / run_files.RUN_DESCRIPTION
-    deadline = time.monotonic() + timeout
-    while not path.is_file():
-        if time.monotonic() >= deadline:
-            raise RunDirectoryError(
-                f"--run-dir {run_dir}: no {run_files.RUN_DESCRIPTION} within {timeout:g} s (the master "
-                "writes it when it creates the run; is this the master's run dir?)"
-            )
-        time.sleep(POLL_INTERVAL)
+    if not run_files.wait_for(path, timeout, POLL_INTERVAL):
+        raise RunDirectoryError(
+            f"--run-dir {run_dir}: no {run_files.RUN_DESCRIPTION} within {timeout:g} s (the master writes it "
+            "when it creates the run; is this the master's run dir?)"
+        )
     try:
         description = RunDescription.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
