@@ -320,7 +320,7 @@ def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, A
     rows = []
     print("\n| trainer processes | aggregate images/s | per process |\n|---|---|---|")
     command = child_command(arguments)
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    environment = {**child_environment(), "OMP_NUM_THREADS": "1"}
     for count in size.packing:
         children = [
             subprocess.Popen(
@@ -328,9 +328,12 @@ def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, A
             )
             for index in range(count)
         ]
-        reports = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
+        outputs = [child.communicate()[0] for child in children]
         if any(child.returncode != 0 for child in children):
-            raise SystemExit(f"a packing process failed: {[child.returncode for child in children]}")
+            raise SystemExit(
+                f"a packing process failed: exit codes {[child.returncode for child in children]}"
+            )
+        reports = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
         wall = max(report["ended"] for report in reports) - min(report["started"] for report in reports)
         aggregate = sum(report["samples"] for report in reports) / wall
         print(f"| {count} | {aggregate:,.0f} | {aggregate / count:,.0f} |")
@@ -347,6 +350,13 @@ def child_command(arguments: argparse.Namespace) -> list[str]:
     return command
 
 
+def child_environment() -> dict[str, str]:
+    """This environment, with the project first on the import path and what was there kept behind it (the
+    device machine finds the packages it lacks, carried as wheels, through PYTHONPATH)."""
+    inherited = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *([inherited] if inherited else [])])}
+
+
 # Table 4: cuDNN's autotuner on a search's first jobs.
 
 
@@ -354,7 +364,7 @@ def autotune_table(arguments: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     print("\n| cudnn.benchmark | warm-up s | training s | overhead s (wall - training) | jobs |")
     print("|---|---|---|---|---|")
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    environment = child_environment()
     for setting in ("off", "on"):
         child = subprocess.run(
             [*child_command(arguments), "--autotune-child", setting],

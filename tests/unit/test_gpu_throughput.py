@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,17 @@ def test_the_cpu_quick_mode_prints_and_writes_every_table(tmp_path: Path) -> Non
     assert [row["cudnn_benchmark"] for row in tables["autotune"]] == ["off", "on"]
     for row in tables["autotune"]:
         assert row["jobs"] == 4 and row["training"] > 0 and row["overhead"] >= 0
+
+
+def test_child_processes_keep_the_import_path_they_were_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On the device machine the packages it lacks come from carried wheels through PYTHONPATH: a child
+    # started with the project's path alone could not import Pyro4 (seen in a dry run of gpu_check.sh).
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_throughput
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    monkeypatch.setenv("PYTHONPATH", "/tmp/site")
+    assert gpu_throughput.child_environment()["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/tmp/site"]
+    monkeypatch.delenv("PYTHONPATH")
+    assert gpu_throughput.child_environment()["PYTHONPATH"] == str(REPO)
