@@ -111,10 +111,13 @@ class GraphSteps:
     # The optimizer's learning rate, read by the graph on the device.
     rate: torch.Tensor
     mode: str = "graph"
+    # What ``rate`` holds, so that a constant schedule launches no fill per step (None: not set yet).
+    rate_held: float | None = None
 
     def run(self, batch: torch.Tensor, labels: torch.Tensor, rate: float | None) -> torch.Tensor:
-        if rate is not None:
+        if rate is not None and rate != self.rate_held:
             self.rate.fill_(rate)
+            self.rate_held = rate
         if batch.shape != self.static_input.shape:
             return training_step(
                 self.model, self.optimizer, batch, labels, autocast=self.autocast, grad_scaler=None

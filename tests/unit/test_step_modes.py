@@ -4,6 +4,7 @@ across step modes, undoing the warm-up). The CUDA runs are in test_graph_steps_g
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -192,3 +193,42 @@ def _step(
     optimizer.zero_grad(set_to_none=True)
     nn.functional.cross_entropy(model(inputs), labels).backward()
     optimizer.step()
+
+
+class CountingGraph:
+    """Stands in for a captured graph: counts replays (what a replay computes needs a GPU)."""
+
+    def __init__(self) -> None:
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+
+
+def test_graph_steps_fill_inputs_and_the_rate_tensor_then_replay_and_step_other_shapes_eagerly() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    rate = torch.tensor(0.5)
+    optimizer = TrainingSpec(optimizer="sgd").make_optimizer(model.parameters(), graph_rate=rate)
+    graph, static_loss = CountingGraph(), torch.tensor(1.25)
+    steps = graph_step.GraphSteps(
+        model, optimizer, contextlib.nullcontext, graph,  # type: ignore[arg-type]
+        torch.zeros(8, 4), torch.zeros(8, dtype=torch.long), static_loss, rate,
+    )  # fmt: skip
+    batch, labels = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    assert steps.run(batch, labels, 0.1) is static_loss
+    assert graph.replays == 1 and rate.item() == pytest.approx(0.1)
+    torch.testing.assert_close(steps.static_input, batch)
+    torch.testing.assert_close(steps.static_labels, labels)
+    # The same rate again launches no fill (a constant schedule costs nothing per step); a new one fills.
+    rate.fill_(7.0)
+    steps.run(batch, labels, 0.1)
+    assert rate.item() == 7.0 and graph.replays == 2
+    steps.run(batch, labels, 0.2)
+    assert rate.item() == pytest.approx(0.2)
+    # The epoch's last, smaller batch: one eager step on the same optimizer, at the same rate tensor.
+    weights = model.weight.detach().clone()
+    loss = steps.run(batch[:5], labels[:5], 0.2)
+    assert graph.replays == 3 and loss is not static_loss and loss.shape == ()
+    assert not torch.equal(model.weight, weights)
