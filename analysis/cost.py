@@ -7,8 +7,10 @@ result names them (``cpu (2 threads), bf16, eager``). Per group with at least th
 grows in proportion to the model.
 
 Per group also the overhead of a job: its wall time from dispatch to result minus its training time
-(building the model, capture, evaluation, checkpoints, the round trip), the median over all jobs and the
-largest over the first job of each worker (which pays for what happens once per process).
+(building the model, capture, evaluation, checkpoints, the round trip): the median over all jobs, the
+largest over the first job of each worker (which pays for what happens once per process) and the largest
+over the other jobs. And the largest peak GPU memory of a job in the group (``info["peak_gpu_memory"]``,
+absent on CPUs).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from analysis.data import ConfigId, RunData, finite_or_none
+from analysis.summary import peak_bytes
 
 UNKNOWN_DEVICE = "unknown device"
 
@@ -58,6 +61,10 @@ class Overhead:
     median_seconds: float
     first_job_max_seconds: float
     workers: int
+    # The largest overhead of a job that was not its worker's first; None when every job was a first.
+    later_max_seconds: float | None = None
+    # The largest peak GPU memory of a job in the group, in bytes; None where no job reports one (CPUs).
+    peak_gpu_memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,19 +107,38 @@ def training_cost(run: RunData) -> TrainingCost:
 def overheads(run: RunData) -> tuple[Overhead, ...]:
     """Per speed group: job wall time minus training time, for every job and for each worker's first."""
     by_group: dict[str, list[tuple[float, float, Any]]] = {}
+    peaks: dict[str, list[int]] = {}
     for job in run.jobs:
         seconds = finite_or_none(job.info.get("train_seconds"))
         if seconds is None or job.finished < job.started:
             continue
         overhead = max(0.0, job.finished - job.started - seconds)
-        by_group.setdefault(speed_group(job.info), []).append((job.started, overhead, job.info.get("worker")))
+        group = speed_group(job.info)
+        by_group.setdefault(group, []).append((job.started, overhead, job.info.get("worker")))
+        peak = peak_bytes(job.info.get("peak_gpu_memory"))
+        if peak is not None:
+            peaks.setdefault(group, []).append(peak)
     found = []
     for group, jobs in sorted(by_group.items()):
         first: dict[Any, float] = {}
+        later: list[float] = []
         for _, overhead, worker in sorted(jobs, key=lambda entry: entry[0]):
-            first.setdefault(worker, overhead)
+            if worker in first:
+                later.append(overhead)
+            else:
+                first[worker] = overhead
         median = float(np.median([overhead for _, overhead, _ in jobs]))
-        found.append(Overhead(group, len(jobs), median, max(first.values()), len(first)))
+        found.append(
+            Overhead(
+                group,
+                len(jobs),
+                median,
+                max(first.values()),
+                len(first),
+                later_max_seconds=max(later, default=None),
+                peak_gpu_memory=max(peaks.get(group, []), default=None),
+            )  # fmt: skip
+        )
     return tuple(found)
 
 
@@ -149,9 +175,15 @@ def format_cost(cost: TrainingCost) -> str:
             f"seconds/epoch ~ {fit.factor:.3g} * parameters^{fit.exponent:.2f}"
         )
     for overhead in cost.overheads:
-        lines.append(
-            f"  {overhead.device}: overhead per job (wall minus training) median "
-            f"{overhead.median_seconds:.2f} s over {overhead.jobs} jobs; first job of each of "
-            f"{overhead.workers} worker(s): at most {overhead.first_job_max_seconds:.2f} s"
-        )
+        parts = [
+            f"overhead per job (wall minus training) median {overhead.median_seconds:.2f} s over "
+            f"{overhead.jobs} jobs",
+            f"first job of each of {overhead.workers} worker(s): at most "
+            f"{overhead.first_job_max_seconds:.2f} s",
+        ]
+        if overhead.later_max_seconds is not None:
+            parts.append(f"other jobs: at most {overhead.later_max_seconds:.2f} s")
+        if overhead.peak_gpu_memory is not None:
+            parts.append(f"peak GPU memory at most {overhead.peak_gpu_memory / 2**20:.0f} MiB")
+        lines.append(f"  {overhead.device}: " + "; ".join(parts))
     return "\n".join(lines)

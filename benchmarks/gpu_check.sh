@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One prepared run on the device tool's GPU machine (issue 13): every `gpu`-marked test, the GPU throughput
-# benchmark, and the reference search with its summary, in under 6 minutes, each stage under its own
-# timeout so one stuck stage cannot eat the others' time. Run from the project root after
-# ../shared/tools/device-prep.sh, with carry [".whl", ".data"]:
+# benchmark, the reference search with its summary and cost (again with the packing table's favoured
+# workers per GPU where that is not 1) and the verdict of benchmarks/gpu_verdict.py, in under 6 minutes,
+# each stage under its own timeout so one stuck stage cannot eat the others' time. Run from the project
+# root after ../shared/tools/device-prep.sh, with carry [".whl", ".data"]:
 #     bash benchmarks/gpu_check.sh
 # Outputs (logs, the benchmark's JSON, the search's run directory) go to $OUT when set, else gpu-check/.
 # Exit status: 0 when every stage passed, else the number of stages that failed. PYTHON overrides the
-# interpreter (default python3: the device image's, which has torch with CUDA).
+# interpreter (default python3: the device image's, which has torch with CUDA). A dry run of the script on a
+# machine without a GPU: DEVICE=cpu QUICK=1 (the benchmark's smoke mode; every GPU bar then says NOT MEASURED).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
@@ -44,12 +46,23 @@ mapfile -t gpu_files < <(grep -rl --include='test_*.py' 'mark.gpu' tests | sort)
 stage gpu-tests 150 "$python" -m pytest -m gpu "${gpu_files[@]}" -q -p no:cacheprovider \
     --junitxml="$out/gpu-tests.xml"
 stage benchmark 110 "$python" benchmarks/gpu_throughput.py --data-dir "$data_dir" --train-images 10000 \
-    --out "$out/gpu-throughput.json"
+    --out "$out/gpu-throughput.json" --device "${DEVICE:-cuda}" ${QUICK:+--quick}
 run_dir="$out/reference-search"
-rm -rf "$run_dir"
-stage search 75 "$python" -m launch.local --dataset mnist --data-dir "$data_dir" --space lenet-small \
-    --optimizer hyperband --max-budget 9 --n-iterations 3 --seed 0 --run-dir "$run_dir"
+reference=(--dataset mnist --data-dir "$data_dir" --space lenet-small --optimizer hyperband --max-budget 9
+    --n-iterations 3 --seed 0)
+rm -rf "$run_dir" "$out"/reference-search-k*
+stage search 75 "$python" -m launch.local "${reference[@]}" --run-dir "$run_dir"
 stage summary 15 "$python" -m analysis summary "$run_dir"
+stage cost 15 "$python" -m analysis cost "$run_dir"
+# The same search with the workers per GPU that the packing table favours, where that is not the default 1:
+# the figures to choose the default K by.
+best_k=$("$python" benchmarks/gpu_verdict.py "$out" --best-k 2>/dev/null)
+if [[ "$best_k" =~ ^[0-9]+$ ]] && [ "$best_k" -gt 1 ]; then
+    stage "search-k$best_k" 60 "$python" -m launch.local "${reference[@]}" --workers-per-gpu "$best_k" \
+        --run-dir "$run_dir-k$best_k"
+fi
+# Every bar of the issue against what this run measured: PASS, FAIL or NOT MEASURED.
+stage verdict 15 "$python" benchmarks/gpu_verdict.py "$out"
 
 echo "== gpu_check: $failed stage(s) failed, $((SECONDS - started))s in all; outputs in $out"
 exit "$failed"

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 
 from analysis import load_run, summarize
 from analysis.budgets import WEAK_CORRELATION, budget_correlations, format_correlations, spearman
-from analysis.cost import NoCostDataError, training_cost
+from analysis.cost import NoCostDataError, TrainingCost, format_cost, overheads, training_cost
 from analysis.curves import NoCurvesError, curves_by_parameter, learning_curves, mean_per_epoch
 from analysis.data import JobRecord, RunData, RunMetadata
 from analysis.export import job_rows, to_csv, to_json
@@ -317,6 +317,43 @@ def test_cost_groups_jobs_by_device_precision_and_step_mode(ours: RunData) -> No
     cost = training_cost(replace(ours, jobs=jobs))
     assert cost.devices == ("cpu (1 thread), bf16, eager", "cpu (1 thread), fp32, eager")
     assert sorted(fit.points for fit in cost.fits) == [40, 40]
+
+
+def test_cost_overhead_per_group_separates_each_workers_first_job_and_shows_peak_memory() -> None:
+    def job(worker: str, started: float, wall: float, training: float, peak: int | None) -> JobRecord:
+        info = {"worker": worker, "train_seconds": training, "device": "NVIDIA H200 (cuda:0)",
+                "precision": "fp32", "step_mode": "graph", "peak_gpu_memory": peak}  # fmt: skip
+        return JobRecord((0, 0, int(started)), 1.0, 0.1, "ok", None, info, started, started, started + wall)
+
+    run = RunData(Path("gpu"), "test", RunMetadata(optimizer="hyperband"), (
+        job("a", 0.0, 3.0, 2.0, 5 * 2**20),  # a's first job: 1.0 s outside training
+        job("b", 0.5, 2.8, 2.0, 7 * 2**20),  # b's first: 0.8 s
+        job("a", 3.5, 2.2, 2.0, None),  # later jobs: 0.2 s and 0.1 s
+        job("b", 3.5, 2.1, 2.0, 6 * 2**20),
+    ))  # fmt: skip
+
+    (overhead,) = overheads(run)
+
+    assert overhead.device == "NVIDIA H200 (cuda:0), fp32, graph" and overhead.workers == 2
+    assert overhead.first_job_max_seconds == pytest.approx(1.0)
+    assert overhead.later_max_seconds == pytest.approx(0.2)
+    assert overhead.median_seconds == pytest.approx(0.5)
+    assert overhead.peak_gpu_memory == 7 * 2**20
+    text = format_cost(TrainingCost((), (), (overhead,)))
+    assert "other jobs: at most 0.20 s" in text and "peak GPU memory at most 7 MiB" in text
+
+
+def test_cost_overhead_on_cpu_names_no_memory_and_no_later_jobs_when_each_worker_ran_one() -> None:
+    info = {"worker": "a", "train_seconds": 1.0, "device": "cpu (2 threads)"}
+    run = RunData(Path("cpu"), "test", RunMetadata(optimizer="hyperband"), (
+        JobRecord((0, 0, 0), 1.0, 0.1, "ok", None, info, 0.0, 0.0, 1.5),
+    ))  # fmt: skip
+
+    (overhead,) = overheads(run)
+
+    assert overhead.later_max_seconds is None and overhead.peak_gpu_memory is None
+    text = format_cost(TrainingCost((), (), (overhead,)))
+    assert "other jobs" not in text and "peak GPU memory" not in text
 
 
 def test_summary_shows_the_incumbents_peak_gpu_memory_where_the_result_has_one(ours: RunData) -> None:
