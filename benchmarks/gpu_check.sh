@@ -9,6 +9,7 @@
 # Exit status: 0 when every stage passed, else the number of stages that failed. PYTHON overrides the
 # interpreter (default python3: the device image's, which has torch with CUDA). A dry run of the script on a
 # machine without a GPU: DEVICE=cpu QUICK=1 (the benchmark's smoke mode; every GPU bar then says NOT MEASURED).
+# MPS=1 adds the packing table under NVIDIA MPS (about a minute more).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
@@ -60,6 +61,16 @@ best_k=$("$python" benchmarks/gpu_verdict.py "$out" --best-k 2>/dev/null)
 if [[ "$best_k" =~ ^[0-9]+$ ]] && [ "$best_k" -gt 1 ]; then
     stage "search-k$best_k" 60 "$python" -m launch.local "${reference[@]}" --workers-per-gpu "$best_k" \
         --run-dir "$run_dir-k$best_k"
+fi
+# MPS=1: the packing table again with NVIDIA's Multi-Process Service running (docs/gpu.md), then stopped.
+if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/nvidia-mps CUDA_MPS_LOG_DIRECTORY=/tmp/nvidia-mps-log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    nvidia-cuda-mps-control -d
+    stage packing-mps 60 "$python" benchmarks/gpu_throughput.py --data-dir "$data_dir" --train-images 10000 \
+        --tables packing --out "$out/gpu-throughput-mps.json" --device "${DEVICE:-cuda}"
+    echo quit | nvidia-cuda-mps-control
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 fi
 # Every bar of the issue against what this run measured: PASS, FAIL or NOT MEASURED.
 stage verdict 15 "$python" benchmarks/gpu_verdict.py "$out"

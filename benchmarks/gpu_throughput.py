@@ -67,6 +67,7 @@ FIRST_JOBS = (
     {"conv_layers": 3, "filters": 32, "kernel_size": 5, "units": 256, "optimizer": "adam", "batch_size": 128},
     {"conv_layers": 1, "filters": 8, "kernel_size": 7, "units": 64, "optimizer": "sgd", "batch_size": 256},
 )
+TABLES = ("steps", "precision", "packing", "autotune")
 Measure = Callable[[], tuple[float, float]]  # -> (images/s, microseconds per step)
 
 
@@ -79,9 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small data, few steps: a smoke run")
     parser.add_argument("--out", type=Path, help="also write the tables as JSON here")
     parser.add_argument("--train-images", type=int, help="train on the first N images (default: all)")
+    parser.add_argument(
+        "--tables",
+        default=",".join(TABLES),
+        help=f"which tables, comma-separated (default: {','.join(TABLES)})",
+    )
     parser.add_argument("--pack-child", type=int, help=argparse.SUPPRESS)  # one process of the packing table
     parser.add_argument("--autotune-child", choices=("on", "off"), help=argparse.SUPPRESS)  # table 4
     arguments = parser.parse_args(argv)
+    chosen = [name.strip() for name in arguments.tables.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(TABLES))
+    if unknown:
+        parser.error(f"unknown table(s) {', '.join(unknown)}: choose from {', '.join(TABLES)}")
     device = torch.device(arguments.device)
     configure_device(device)
     size = Size.quick_run() if arguments.quick else Size.full(arguments.train_images)
@@ -98,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "packing": lambda: packing_table(arguments, size),
         "autotune": lambda: autotune_table(arguments),
     }
-    for name, measure in measurements.items():
-        tables[name] = measure()
+    for name in chosen:
+        tables[name] = measurements[name]()
         if arguments.out is not None:  # after each table: a run stopped by its time limit keeps the rest
             arguments.out.write_text(json.dumps(tables, indent=1))
     return 0

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(name) for name, _, _ in checks)
     for name, result, measured in checks:
         print(f"{result:<12} {name:<{width}}  {measured}")
-    for line in notes(throughput):
+    for line in notes(arguments.out, throughput):
         print(line)
     return 0 if all(result == PASS for _, result, _ in checks) else 1
 
@@ -164,8 +164,8 @@ def best_packing(rows: list[dict[str, Any]]) -> int | None:
     return int(min(good))
 
 
-def notes(throughput: Mapping[str, Any]) -> list[str]:
-    """What the tables say about the defaults still to choose: K, precision, cuDNN's autotuner."""
+def notes(out: Path, throughput: Mapping[str, Any]) -> list[str]:
+    """What the tables say about the defaults still to choose: K (and MPS), precision, cuDNN's autotuner."""
     lines = []
     best = best_packing(throughput.get("packing", []))
     if best is not None:
@@ -173,6 +173,12 @@ def notes(throughput: Mapping[str, Any]) -> list[str]:
             f"note: packing favours {best} worker(s) per GPU "
             f"(the fewest within {PACKING_TOLERANCE:.0%} of the best aggregate)"
         )
+    with_mps = read_json(out / "gpu-throughput-mps.json").get("packing", [])
+    without = {row["processes"]: row["aggregate_images_per_second"] for row in throughput.get("packing", [])}
+    for row in with_mps:
+        count, rate = row["processes"], row["aggregate_images_per_second"]
+        plain = "" if without.get(count) is None else f" (without MPS: {without[count]:,.0f})"
+        lines.append(f"note: {count} process(es) under MPS: {rate:,.0f} images/s{plain}")
     fastest: dict[tuple[str, str], tuple[float, str]] = {}
     for row in throughput.get("precision", []):
         rate = max(row["eager_images_per_second"], row["graph_images_per_second"])

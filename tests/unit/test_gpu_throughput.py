@@ -55,3 +55,26 @@ def test_child_processes_keep_the_import_path_they_were_given(monkeypatch: pytes
     assert gpu_throughput.child_environment()["PYTHONPATH"].split(os.pathsep) == [str(REPO), "/tmp/site"]
     monkeypatch.delenv("PYTHONPATH")
     assert gpu_throughput.child_environment()["PYTHONPATH"] == str(REPO)
+
+
+@pytest.mark.timeout(120)
+def test_tables_picks_what_runs_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    script = [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--device", "cpu", "--quick"]
+    out = tmp_path / "packing.json"
+
+    chosen = subprocess.run(
+        [*script, "--data-dir", str(tmp_path), "--tables", "packing", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=100, check=False,
+    )  # fmt: skip
+    refused = subprocess.run(
+        [*script, "--tables", "packing,speed"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert chosen.returncode == 0, chosen.stderr[-2000:]
+    assert set(json.loads(out.read_text())) == {"device", "packing"}
+    assert refused.returncode == 2 and "unknown table(s) speed" in refused.stderr

@@ -162,3 +162,12 @@ def test_best_k_is_the_fewest_workers_within_five_percent_of_the_best_aggregate(
     assert verdict(out, "--best-k").stdout.strip() == "2"  # 700k is within 5 % of 4's 720k
     (out / "gpu-throughput.json").write_text(json.dumps(throughput(packing={1: 500_000.0, 2: 480_000.0})))
     assert verdict(out, "--best-k").stdout.strip() == "1"
+
+
+def test_a_packing_table_under_mps_is_noted_beside_the_one_without(out: Path) -> None:
+    mps = {"packing": [{"processes": 4, "aggregate_images_per_second": 900_000.0}]}
+    (out / "gpu-throughput-mps.json").write_text(json.dumps(mps))
+
+    finished = verdict(out)
+
+    assert "note: 4 process(es) under MPS: 900,000 images/s (without MPS: 720,000)" in finished.stdout
