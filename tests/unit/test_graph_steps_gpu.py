@@ -23,9 +23,31 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
 ]
 
-# Rates that learn the digits in two epochs without diverging, per optimizer family.
-RATES = {"adam": 0.002, "adamw": 0.002, "rmsprop": 0.001, "adagrad": 0.02}
+# Rates that learn the digits in two epochs without diverging, per optimizer family (plain SGD at 0.05 ended
+# at 0.53-0.82 error on the CPU, the cyclic schedule starting low; at 0.3 it ends at 0.13-0.38).
+# test_step_modes.py trains these configurations eagerly on the CPU: the thresholds below are reachable.
+RATES = {"sgd": 0.3, "adam": 0.002, "adamw": 0.002, "rmsprop": 0.001, "adagrad": 0.02}
 BASE = {"batch_size": 32, "conv_layers": 2, "weight_decay": 0.0001}
+SAME_CURVE_SEED, SAME_CURVE_ERROR = 2, 0.5
+LAYER_CASES = {
+    "batch_norm": {"batch_norm": True},
+    "dropout": {"dropout": 0.3},
+    "both_augmented": {"batch_norm": True, "dropout": 0.3, "augmentation": "affine"},
+}
+LAYER_SEED, LAYER_ERROR = 5, 0.3
+
+
+def same_curve_config(optimizer: str, schedule: str) -> dict[str, Any]:
+    return {
+        **BASE,
+        "optimizer": optimizer,
+        "lr_schedule": schedule,
+        "learning_rate": RATES.get(optimizer, 0.05),
+    }
+
+
+def layer_config(case: str) -> dict[str, Any]:
+    return {**BASE, "optimizer": "adam", "learning_rate": 0.002, **LAYER_CASES[case]}
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +87,12 @@ def assert_same_curves(graph: TrainingOutcome, eager: TrainingOutcome, rtol: flo
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_graph_and_eager_train_the_same_curve(digits: DatasetTensors, optimizer: str, schedule: str) -> None:
     # Batch 32 leaves a smaller last batch per epoch: it runs eagerly between the replays.
-    config = {
-        **BASE,
-        "optimizer": optimizer,
-        "lr_schedule": schedule,
-        "learning_rate": RATES.get(optimizer, 0.05),
-    }
+    config = same_curve_config(optimizer, schedule)
 
-    graph, eager = both_modes(config, 2, digits, precision="fp32", seed=2, schedule_epochs=3)
+    graph, eager = both_modes(config, 2, digits, precision="fp32", seed=SAME_CURVE_SEED, schedule_epochs=3)
 
     assert_same_curves(graph, eager, rtol=2e-3)
-    assert graph.validation_error < 0.5
+    assert graph.validation_error < SAME_CURVE_ERROR
 
 
 def test_graph_and_eager_agree_under_bf16_autocast(digits: DatasetTensors) -> None:
@@ -97,21 +114,15 @@ def test_fp16_trains_eagerly_and_says_why(digits: DatasetTensors) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [{"batch_norm": True}, {"dropout": 0.3}, {"batch_norm": True, "dropout": 0.3, "augmentation": "affine"}],
-    ids=["batch_norm", "dropout", "both_augmented"],
-)
-def test_dropout_and_batch_norm_train_in_graph_mode(digits: DatasetTensors, extra: dict[str, Any]) -> None:
-    config = {**BASE, "optimizer": "adam", "learning_rate": 0.002, **extra}
-
-    graph, eager = both_modes(config, 3, digits, precision="fp32", seed=5)
+@pytest.mark.parametrize("case", LAYER_CASES)
+def test_dropout_and_batch_norm_train_in_graph_mode(digits: DatasetTensors, case: str) -> None:
+    graph, eager = both_modes(layer_config(case), 3, digits, precision="fp32", seed=LAYER_SEED)
 
     assert graph.step_mode == "graph" and not graph.diverged
-    assert graph.validation_error < 0.3
+    assert graph.validation_error < LAYER_ERROR
     # Dropout's masks may come from other offsets of the generator in a graph: the same quality, not curve.
     assert abs(graph.validation_error - eager.validation_error) < 0.1
-    if "dropout" not in extra:
+    if "dropout" not in LAYER_CASES[case]:
         assert_same_curves(graph, eager, rtol=2e-3)
 
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from hpo_service.records import JobRequest
-from hpo_service.vocabulary import OPTIMIZERS
+from hpo_service.vocabulary import OPTIMIZERS, SCHEDULES
+from tests.unit import test_graph_steps_gpu as gpu_tests
 from workers import graph_step
 from workers.checkpoints import capture_objects, load_optimizer_state
 from workers.data import DatasetTensors, load_dataset
@@ -232,3 +233,29 @@ def test_graph_steps_fill_inputs_and_the_rate_tensor_then_replay_and_step_other_
     loss = steps.run(batch[:5], labels[:5], 0.2)
     assert graph.replays == 3 and loss is not static_loss and loss.shape == ()
     assert not torch.equal(model.weight, weights)
+
+
+# The GPU tests' quality thresholds must be reachable: the same configurations, eagerly on the CPU.
+
+
+@pytest.mark.slow
+def test_the_graph_tests_same_curve_configurations_reach_their_threshold_on_cpu() -> None:
+    digits = load_dataset("digits", None, CPU)
+    errors = {
+        (optimizer, schedule): train(
+            gpu_tests.same_curve_config(optimizer, schedule), 2, CPU, digits, precision="fp32",
+            seed=gpu_tests.SAME_CURVE_SEED, schedule_epochs=3,
+        ).validation_error
+        for optimizer in OPTIMIZERS
+        for schedule in SCHEDULES
+    }  # fmt: skip
+
+    assert {key: error for key, error in errors.items() if error >= gpu_tests.SAME_CURVE_ERROR} == {}
+
+
+@pytest.mark.parametrize("case", gpu_tests.LAYER_CASES)
+def test_the_graph_tests_layer_configurations_reach_their_threshold_on_cpu(case: str) -> None:
+    digits = load_dataset("digits", None, CPU)
+    outcome = train(gpu_tests.layer_config(case), 3, CPU, digits, precision="fp32", seed=gpu_tests.LAYER_SEED)
+
+    assert outcome.validation_error < gpu_tests.LAYER_ERROR
