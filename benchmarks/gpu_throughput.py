@@ -13,7 +13,9 @@ Three tables, every number from this one run on this one device (ratios are what
    always steps eagerly) for lenet-small, seed 000's network (2 x 62 filters 5x5) and the largest network
    of the ``full`` space (3 x 128 filters 7x7, no pooling, 4 x 1024 units) on 28x28 and 32x32 images.
 3. ``packing``: 1, 2, 4 and 8 trainer processes (batch 128, step mode auto, 1 torch thread each) training
-   at once on the device: aggregate images/s = all their images / (last end - first start).
+   at once on the device: each warms up, says it is ready, and all start together on the parent's word
+   (their CUDA start-ups are seconds apart); then 30 epochs each, validation cut to one batch of 1024:
+   aggregate images/s = all their training images / (last end - first start).
 4. ``autotune``: cuDNN's autotuner (``cudnn.benchmark``, which the workers turn on) on and off, each in a
    fresh process that warms up as a worker does (``workers.warm_up``) and then trains 1-epoch jobs of four
    architectures it has not seen, as a search's first jobs are: training seconds and overhead (job wall
@@ -29,12 +31,14 @@ the output); the 32x32 images are random (3 channels, 10 classes): throughput do
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,9 @@ FIRST_JOBS = (
     {"conv_layers": 1, "filters": 8, "kernel_size": 7, "units": 64, "optimizer": "sgd", "batch_size": 256},
 )
 TABLES = ("steps", "precision", "packing", "autotune")
+# The packing children's handshake with their parent (stdout, stdin), and their held-out images.
+READY, GO = "ready", "go"
+PACK_HELD_OUT = 1024
 Measure = Callable[[], tuple[float, float]]  # -> (images/s, microseconds per step)
 
 
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     size = Size.quick_run() if arguments.quick else Size.full(arguments.train_images)
     mnist = images_28(arguments.data_dir, device, size.train_images)
     if arguments.pack_child is not None:
-        return pack_child(mnist, device)
+        return pack_child(mnist, device, size.pack_epochs)
     if arguments.autotune_child is not None:
         return autotune_child(mnist, device, arguments.autotune_child == "on")
     print(f"# GPU throughput on {describe(device)}, torch {torch.__version__}; 28x28 data: {mnist.name}")
@@ -115,27 +122,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass(frozen=True)
 class Size:
     """How much each measurement trains: the full run, or a smoke run (``--quick``)."""
 
-    def __init__(
-        self, train_images: int | None, hand_steps: int, packing: tuple[int, ...], quick: bool
-    ) -> None:
-        self.train_images, self.hand_steps, self.packing, self.quick = (
-            train_images,
-            hand_steps,
-            packing,
-            quick,
-        )
+    train_images: int | None
+    hand_steps: int
+    packing: tuple[int, ...]
+    # Epochs each packed process trains once all are ready: long enough that their start-up skew is
+    # small against it (30 epochs of 10,000 images: ~0.8 s alone at the 379k images/s of gpu-facts).
+    pack_epochs: int
+    quick: bool
 
     @classmethod
     def full(cls, train_images: int | None) -> Size:
-        return cls(train_images, 300, PACKING, quick=False)
+        return cls(train_images, 300, PACKING, 30, quick=False)
 
     @classmethod
     def quick_run(cls) -> Size:
         # lenet-small only, fp32 only: the big networks take minutes per epoch on a CPU.
-        return cls(1100, 5, (1, 2), quick=True)  # two batches of 512
+        return cls(1100, 5, (1, 2), 2, quick=True)  # two batches of 512
 
 
 def describe(device: torch.device) -> str:
@@ -328,16 +334,28 @@ def precision_table(
 
 def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, Any]]:
     rows = []
-    print("\n| trainer processes | aggregate images/s | per process |\n|---|---|---|")
+    print("\n| trainer processes | aggregate images/s | per process | step modes |\n|---|---|---|---|")
     command = child_command(arguments)
     environment = {**child_environment(), "OMP_NUM_THREADS": "1"}
     for count in size.packing:
         children = [
             subprocess.Popen(
-                [*command, "--pack-child", str(index)], stdout=subprocess.PIPE, env=environment, text=True
-            )
+                [*command, "--pack-child", str(index)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=environment,
+                text=True,
+            )  # fmt: skip
             for index in range(count)
         ]
+        # Each child starts CUDA and warms up at its own pace (seconds apart); then all train at once, so
+        # the window below is time they shared the device, not one start-up after another.
+        for child in children:
+            wait_until_ready(child)
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(GO + "\n")
+            child.stdin.flush()
         outputs = [child.communicate()[0] for child in children]
         if any(child.returncode != 0 for child in children):
             raise SystemExit(
@@ -346,9 +364,23 @@ def packing_table(arguments: argparse.Namespace, size: Size) -> list[dict[str, A
         reports = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
         wall = max(report["ended"] for report in reports) - min(report["started"] for report in reports)
         aggregate = sum(report["samples"] for report in reports) / wall
-        print(f"| {count} | {aggregate:,.0f} | {aggregate / count:,.0f} |")
-        rows.append({"processes": count, "aggregate_images_per_second": aggregate})
+        modes = ", ".join(sorted({report["step_mode"] for report in reports}))
+        print(f"| {count} | {aggregate:,.0f} | {aggregate / count:,.0f} | {modes} |")
+        starts = [report["started"] for report in reports]
+        rows.append({
+            "processes": count, "aggregate_images_per_second": aggregate, "step_modes": modes,
+            "epochs_per_process": size.pack_epochs, "start_spread_seconds": max(starts) - min(starts),
+        })  # fmt: skip
     return rows
+
+
+def wait_until_ready(child: subprocess.Popen[str]) -> None:
+    """Read ``child``'s output until it says it is ready; SystemExit when it ends first."""
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.strip() == READY:
+            return
+    raise SystemExit(f"a packing process ended before it was ready: exit code {child.wait()}")
 
 
 def child_command(arguments: argparse.Namespace) -> list[str]:
@@ -409,11 +441,20 @@ def autotune_child(data: DatasetTensors, device: torch.device, benchmark: bool) 
     return 0
 
 
-def pack_child(data: DatasetTensors, device: torch.device) -> int:
+def pack_child(data: DatasetTensors, device: torch.device, epochs: int) -> int:
     torch.set_num_threads(1)
-    train({**LENET_SMALL, "batch_size": 128}, 1, device, data, precision="fp32")  # CUDA start, autotuning
+    # Training throughput: each epoch's validation pass and the final test pass cut to one batch.
+    held_out = {
+        name: getattr(data, name)[:PACK_HELD_OUT]
+        for name in ("validation_x", "validation_y", "test_x", "test_y")
+    }
+    data = dataclasses.replace(data, **held_out)
+    config = {**LENET_SMALL, "batch_size": 128}
+    train(config, 1, device, data, precision="fp32")  # CUDA start, autotuning, capture path
+    print(READY, flush=True)
+    sys.stdin.readline()  # every process is ready: go
     started = time.time()
-    outcome = train({**LENET_SMALL, "batch_size": 128}, 2, device, data, precision="fp32", step_mode="auto")
+    outcome = train(config, epochs, device, data, precision="fp32", step_mode="auto")
     ended = time.time()
     samples = round(outcome.samples_per_second * outcome.train_seconds)
     print(

@@ -106,10 +106,12 @@ def aggregate_check(rows: list[dict[str, Any]], search: RunData | None) -> Check
     if search is None or not rows:
         return name, UNMEASURED, "no packing table or no reference search (which says the default)"
     workers = summarize(search).workers
-    rate = next((row["aggregate_images_per_second"] for row in rows if row["processes"] == workers), None)
-    if rate is None:
+    row = next((row for row in rows if row["processes"] == workers), None)
+    if row is None:
         return name, UNMEASURED, f"the packing table has no row for {workers} process(es)"
-    return name, PASS if rate >= AGGREGATE_BAR else FAIL, f"{rate:,.0f} with {workers} process(es)"
+    rate = row["aggregate_images_per_second"]
+    modes = f", step mode {row['step_modes']}" if row.get("step_modes") else ""
+    return name, PASS if rate >= AGGREGATE_BAR else FAIL, f"{rate:,.0f} with {workers} process(es){modes}"
 
 
 def tests_check(report: Path) -> Check:

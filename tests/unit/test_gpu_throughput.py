@@ -38,6 +38,9 @@ def test_the_cpu_quick_mode_prints_and_writes_every_table(tmp_path: Path) -> Non
     }
     assert [row["processes"] for row in tables["packing"]] == [1, 2]
     assert all(row["aggregate_images_per_second"] > 0 for row in tables["packing"])
+    # The packed processes start training together once all are ready, not one start-up after another.
+    assert all(row["start_spread_seconds"] < 0.5 for row in tables["packing"]), tables["packing"]
+    assert {row["step_modes"] for row in tables["packing"]} == {"eager"}
     assert [row["cudnn_benchmark"] for row in tables["autotune"]] == ["off", "on"]
     for row in tables["autotune"]:
         assert row["jobs"] == 4 and row["training"] > 0 and row["overhead"] >= 0
