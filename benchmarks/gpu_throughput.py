@@ -1,20 +1,21 @@
 """Training steps on one GPU: launch-bound eager steps against CUDA-graph replays, measured side by side.
 
-Three tables, every number from this one run on this one device (ratios are what to trust across runs):
+Four tables, every number from this one run on this one device (ratios are what to trust across runs):
 
 1. ``steps``: lenet-small at batch 21, 128 and 512, fp32. Pipelines: ``tutorial`` (a DataLoader over CPU
    tensors, shuffled, each batch moved with ``.to(device)``: the tutorial's shape without torchvision's
    per-image transforms), ``hand-eager`` (a hand-written loop over device tensors), ``hand-graph`` (the same
    loop with the whole step captured as one CUDA graph: torch's "whole network capture"), and
-   ``trainer-graph`` / ``trainer-eager`` (:func:`workers.trainer.train`, one epoch, ``step_mode`` graph /
-   eager). Images/s and microseconds per step; the ratio trainer-graph / hand-graph is printed.
+   ``trainer-graph`` / ``trainer-eager`` (:func:`workers.trainer.train`, one epoch of all the training
+   images whatever ``--train-images`` says, ``step_mode`` graph / eager). Images/s and microseconds per
+   step; the ratio trainer-graph / hand-graph is printed.
 2. ``precision``: the trainer (batch 128, eager and graph step modes) in fp32 (torch's defaults: TF32 for
    convolutions only), tf32 (matrix products too), bf16 autocast and fp16 with a gradient scaler (which
    always steps eagerly) for lenet-small, seed 000's network (2 x 62 filters 5x5) and the largest network
    of the ``full`` space (3 x 128 filters 7x7, no pooling, 4 x 1024 units) on 28x28 and 32x32 images.
 3. ``packing``: 1, 2, 4 and 8 trainer processes (batch 128, step mode auto, 1 torch thread each) training
    at once on the device: each warms up, says it is ready, and all start together on the parent's word
-   (their CUDA start-ups are seconds apart); then 30 epochs each, validation cut to one batch of 1024:
+   (their CUDA start-ups are seconds apart); then 20 epochs each, validation cut to one batch of 1024:
    aggregate images/s = all their training images / (last end - first start).
 4. ``autotune``: cuDNN's autotuner (``cudnn.benchmark``, which the workers turn on) on and off, each in a
    fresh process that warms up as a worker does (``workers.warm_up``) and then trains 1-epoch jobs of four
@@ -86,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--quick", action="store_true", help="small data, few steps: a smoke run")
     parser.add_argument("--out", type=Path, help="also write the tables as JSON here")
-    parser.add_argument("--train-images", type=int, help="train on the first N images (default: all)")
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        help="train on the first N images (default: all); the steps table always takes one epoch of all",
+    )
     parser.add_argument(
         "--tables",
         default=",".join(TABLES),
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# GPU throughput on {describe(device)}, torch {torch.__version__}; 28x28 data: {mnist.name}")
     tables: dict[str, Any] = {"device": describe(device)}
     measurements: dict[str, Callable[[], list[dict[str, Any]]]] = {
-        "steps": lambda: step_table(mnist, device, size),
+        "steps": lambda: step_table(images_28(arguments.data_dir, device, size.step_images), device, size),
         "precision": lambda: precision_table(mnist, images_32(device, size.train_images), device, size),
         "packing": lambda: packing_table(arguments, size),
         "autotune": lambda: autotune_table(arguments),
@@ -127,21 +132,25 @@ class Size:
     """How much each measurement trains: the full run, or a smoke run (``--quick``)."""
 
     train_images: int | None
+    # The steps table's training images (None: all): one epoch of them, so that the epoch's one smaller
+    # batch, which steps eagerly, weighs as it does in a search (1 in 79 steps at batch 128 on 10,000
+    # images, ~8 % of the trainer's time on the H200; 1 in 391 on MNIST's 50,000).
+    step_images: int | None
     hand_steps: int
     packing: tuple[int, ...]
     # Epochs each packed process trains once all are ready: long enough that their start-up skew is
-    # small against it (30 epochs of 10,000 images: ~0.8 s alone at the 379k images/s of gpu-facts).
+    # small against it (20 epochs of 10,000 images: ~0.5 s alone at the 379k images/s of gpu-facts).
     pack_epochs: int
     quick: bool
 
     @classmethod
     def full(cls, train_images: int | None) -> Size:
-        return cls(train_images, 300, PACKING, 30, quick=False)
+        return cls(train_images, None, 300, PACKING, 20, quick=False)
 
     @classmethod
     def quick_run(cls) -> Size:
         # lenet-small only, fp32 only: the big networks take minutes per epoch on a CPU.
-        return cls(1100, 5, (1, 2), 2, quick=True)  # two batches of 512
+        return cls(1100, 1100, 5, (1, 2), 2, quick=True)  # two batches of 512
 
 
 def describe(device: torch.device) -> str:
@@ -192,6 +201,10 @@ def step_table(data: DatasetTensors, device: torch.device, size: Size) -> list[d
         }
         if device.type == "cuda":
             pipelines["hand-graph"] = lambda b=batch: hand_loop(data, device, b, size.hand_steps, graph=True)
+            # The trainer runs conv models channels-last (measured faster on CPUs): is it on this GPU?
+            pipelines["hand-graph-channels-last"] = lambda b=batch: hand_loop(
+                data, device, b, size.hand_steps, graph=True, memory_format=torch.channels_last
+            )
             pipelines["trainer-graph"] = lambda b=batch: trainer_rate(
                 LENET_SMALL, data, device, b, mode="graph"
             )
@@ -233,10 +246,18 @@ def lenet(data: DatasetTensors, device: torch.device) -> tuple[torch.nn.Module, 
 
 
 def hand_loop(
-    data: DatasetTensors, device: torch.device, batch: int, steps: int, *, graph: bool
+    data: DatasetTensors,
+    device: torch.device,
+    batch: int,
+    steps: int,
+    *,
+    graph: bool,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[float, float]:
     model, optimizer = lenet(data, device)
-    static_x, static_y = data.train_x[:batch].clone(), data.train_y[:batch].clone()
+    model = model.to(memory_format=memory_format)
+    static_x = data.train_x[:batch].contiguous(memory_format=memory_format).clone(memory_format=memory_format)
+    static_y = data.train_y[:batch].clone()
 
     def step() -> torch.Tensor:
         loss = functional.cross_entropy(model(static_x), static_y)

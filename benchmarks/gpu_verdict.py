@@ -175,6 +175,17 @@ def notes(out: Path, throughput: Mapping[str, Any]) -> list[str]:
             f"note: packing favours {best} worker(s) per GPU "
             f"(the fewest within {PACKING_TOLERANCE:.0%} of the best aggregate)"
         )
+    by_pipeline = {
+        (row["pipeline"], row["batch"]): row["images_per_second"] for row in throughput.get("steps", [])
+    }
+    for (pipeline, batch), rate in sorted(by_pipeline.items(), key=lambda item: item[0][1]):
+        contiguous = by_pipeline.get(("hand-graph", batch))
+        if pipeline == "hand-graph-channels-last" and contiguous:
+            lines.append(
+                f"note: at batch {batch} the hand graph does {rate:,.0f} images/s channels-last, "
+                f"{contiguous:,.0f} contiguous ({rate / contiguous:.2f}x; the trainer runs conv models "
+                "channels-last)"
+            )
     with_mps = read_json(out / "gpu-throughput-mps.json").get("packing", [])
     without = {row["processes"]: row["aggregate_images_per_second"] for row in throughput.get("packing", [])}
     for row in with_mps:
