@@ -46,7 +46,7 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >>"$out/device
 mapfile -t gpu_files < <(grep -rl --include='test_*.py' 'mark.gpu' tests | sort)
 stage gpu-tests 150 "$python" -m pytest -m gpu "${gpu_files[@]}" -q -p no:cacheprovider \
     --junitxml="$out/gpu-tests.xml"
-stage benchmark 150 "$python" benchmarks/gpu_throughput.py --data-dir "$data_dir" --train-images 10000 \
+stage benchmark 165 "$python" benchmarks/gpu_throughput.py --data-dir "$data_dir" --train-images 10000 \
     --out "$out/gpu-throughput.json" --device "${DEVICE:-cuda}" ${QUICK:+--quick}
 run_dir="$out/reference-search"
 reference=(--dataset mnist --data-dir "$data_dir" --space lenet-small --optimizer hyperband --max-budget 9

@@ -1,6 +1,6 @@
 """Training steps on one GPU: launch-bound eager steps against CUDA-graph replays, measured side by side.
 
-Four tables, every number from this one run on this one device (ratios are what to trust across runs):
+Five tables, every number from this one run on this one device (ratios are what to trust across runs):
 
 1. ``steps``: lenet-small at batch 21, 128 and 512, fp32. Pipelines: ``tutorial`` (a DataLoader over CPU
    tensors, shuffled, each batch moved with ``.to(device)``: the tutorial's shape without torchvision's
@@ -21,6 +21,10 @@ Four tables, every number from this one run on this one device (ratios are what 
    fresh process that warms up as a worker does (``workers.warm_up``) and then trains 1-epoch jobs of four
    architectures it has not seen, as a search's first jobs are: training seconds and overhead (job wall
    minus training) in all. Autotuning pays per new architecture; these jobs are short.
+5. ``streams``: 1, 2, 4 and 8 threads of this one process, each replaying its own hand-written graph
+   (lenet-small, batch 128) on its own CUDA stream, all started together: aggregate images/s. Processes
+   without NVIDIA's MPS take turns on a GPU; one process's streams may run kernels at once. What the
+   packing table cannot show: whether several trials per worker process would pass the processes' plateau.
 
 The 28x28 images are real MNIST from ``DATA_DIR/MNIST/raw`` where present (else the 8x8 digits, named in
 the output); the 32x32 images are random (3 channels, 10 classes): throughput does not depend on pixels.
@@ -32,11 +36,13 @@ the output); the 32x32 images are random (3 channels, 10 classes): throughput do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +78,7 @@ FIRST_JOBS = (
     {"conv_layers": 3, "filters": 32, "kernel_size": 5, "units": 256, "optimizer": "adam", "batch_size": 128},
     {"conv_layers": 1, "filters": 8, "kernel_size": 7, "units": 64, "optimizer": "sgd", "batch_size": 256},
 )
-TABLES = ("steps", "precision", "packing", "autotune")
+TABLES = ("steps", "precision", "packing", "autotune", "streams")
 # The packing children's handshake with their parent (stdout, stdin), and their held-out images.
 READY, GO = "ready", "go"
 PACK_HELD_OUT = 1024
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision": lambda: precision_table(mnist, images_32(device, size.train_images), device, size),
         "packing": lambda: packing_table(arguments, size),
         "autotune": lambda: autotune_table(arguments),
+        "streams": lambda: stream_table(mnist, device, size),
     }
     for name in chosen:
         tables[name] = measurements[name]()
@@ -141,16 +148,18 @@ class Size:
     # Epochs each packed process trains once all are ready: long enough that their start-up skew is
     # small against it (20 epochs of 10,000 images: ~0.5 s alone at the 379k images/s of gpu-facts).
     pack_epochs: int
+    # Steps each thread of the streams table replays: ~0.3 s alone at batch 128 on the H200 (gpu-facts).
+    stream_steps: int
     quick: bool
 
     @classmethod
     def full(cls, train_images: int | None) -> Size:
-        return cls(train_images, None, 300, PACKING, 20, quick=False)
+        return cls(train_images, None, 300, PACKING, 20, 1000, quick=False)
 
     @classmethod
     def quick_run(cls) -> Size:
         # lenet-small only, fp32 only: the big networks take minutes per epoch on a CPU.
-        return cls(1100, 1100, 5, (1, 2), 2, quick=True)  # two batches of 512
+        return cls(1100, 1100, 5, (1, 2), 2, 5, quick=True)  # two batches of 512
 
 
 def describe(device: torch.device) -> str:
@@ -254,43 +263,82 @@ def hand_loop(
     graph: bool,
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[float, float]:
-    model, optimizer = lenet(data, device)
-    model = model.to(memory_format=memory_format)
-    static_x = data.train_x[:batch].contiguous(memory_format=memory_format).clone(memory_format=memory_format)
-    static_y = data.train_y[:batch].clone()
-
-    def step() -> torch.Tensor:
-        loss = functional.cross_entropy(model(static_x), static_y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    side = torch.cuda.Stream(device) if graph else None
-    if side is not None:  # warm-up on a side stream, then capture (torch's whole-network recipe)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                optimizer.zero_grad(set_to_none=True)
-                step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        captured = torch.cuda.CUDAGraph()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(captured):
-            step()
-    order = torch.randperm(len(data.train_y), device=device)
+    loop = HandStep.make(data, device, batch, graph=graph, memory_format=memory_format)
     synchronize(device)
     started = time.perf_counter()
-    for index in range(steps):
-        chosen = order[(index * batch) % (len(order) - batch) :][:batch]
-        static_x.copy_(data.train_x.index_select(0, chosen))
-        static_y.copy_(data.train_y.index_select(0, chosen))
-        if side is not None:
-            captured.replay()
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            step()
+    loop.run(steps)
     synchronize(device)
     return rates(time.perf_counter() - started, steps, batch)
+
+
+@dataclass
+class HandStep:
+    """lenet-small's training step written by hand over device tensors: eager, or warmed up and captured
+    as one CUDA graph (torch's whole-network recipe) on ``stream`` (None: torch's capture stream)."""
+
+    data: DatasetTensors
+    batch: int
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    static_x: torch.Tensor
+    static_y: torch.Tensor
+    order: torch.Tensor
+    captured: torch.cuda.CUDAGraph | None = None
+    # The stream the graph was captured on (None: eager).
+    stream: torch.cuda.Stream | None = None
+
+    @classmethod
+    def make(
+        cls,
+        data: DatasetTensors,
+        device: torch.device,
+        batch: int,
+        *,
+        graph: bool,
+        memory_format: torch.memory_format = torch.contiguous_format,
+        stream: torch.cuda.Stream | None = None,
+    ) -> HandStep:
+        model, optimizer = lenet(data, device)
+        model = model.to(memory_format=memory_format)
+        static_x = data.train_x[:batch].clone(memory_format=memory_format)
+        order = torch.randperm(len(data.train_y), device=device)
+        made = cls(data, batch, model, optimizer, static_x, data.train_y[:batch].clone(), order)
+        if graph:
+            made.capture(stream or torch.cuda.Stream(device))
+        return made
+
+    def step(self) -> torch.Tensor:
+        loss = functional.cross_entropy(self.model(self.static_x), self.static_y)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def capture(self, stream: torch.cuda.Stream) -> None:
+        device = self.static_x.device
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.captured = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.captured, stream=stream):
+            self.step()
+        self.stream = stream
+
+    def run(self, steps: int) -> None:
+        """``steps`` steps, each on a batch copied into the static tensors, on the current stream."""
+        batch, order = self.batch, self.order
+        for index in range(steps):
+            chosen = order[(index * batch) % (len(order) - batch) :][:batch]
+            self.static_x.copy_(self.data.train_x.index_select(0, chosen))
+            self.static_y.copy_(self.data.train_y.index_select(0, chosen))
+            if self.captured is not None:
+                self.captured.replay()
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step()
 
 
 def trainer_rate(
@@ -418,6 +466,75 @@ def child_environment() -> dict[str, str]:
     device machine finds the packages it lacks, carried as wheels, through PYTHONPATH)."""
     inherited = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *([inherited] if inherited else [])])}
+
+
+# Table 5: several graph-replaying threads in one process.
+
+
+def stream_table(data: DatasetTensors, device: torch.device, size: Size) -> list[dict[str, Any]]:
+    """Aggregate images/s of 1, 2, 4, 8 hand-written lenet-small loops at batch 128 in threads of this one
+    process, each replaying its own graph on its own CUDA stream: kernels of one process's streams may run
+    at once, where separate processes without MPS take turns on the device. An upper bound for running
+    several trials per worker process, which the workers do not do (yet)."""
+    rows = []
+    print("\n| threads, one stream each | aggregate images/s | per thread | step |\n|---|---|---|---|")
+    graph = device.type == "cuda"
+    for count in size.packing:
+        # Captured one after another: a capture must not overlap another thread's work on its stream.
+        loops = [
+            HandStep.make(data, device, 128, graph=graph, stream=torch.cuda.Stream(device) if graph else None)
+            for _ in range(count)
+        ]
+        for loop in loops:  # a first replay of each graph outside the timing
+            with on_stream(loop):
+                loop.run(1)
+        synchronize(device)
+        spans = run_together(loops, size.stream_steps)
+        wall = max(end for _, end in spans) - min(start for start, _ in spans)
+        aggregate = count * size.stream_steps * 128 / wall
+        mode = "graph" if graph else "eager"
+        print(f"| {count} | {aggregate:,.0f} | {aggregate / count:,.0f} | {mode} |")
+        rows.append({
+            "threads": count, "aggregate_images_per_second": aggregate, "steps_per_thread": size.stream_steps,
+            "step_mode": mode,
+        })  # fmt: skip
+    return rows
+
+
+def run_together(loops: list[HandStep], steps: int) -> list[tuple[float, float]]:
+    """Run each loop for ``steps`` steps in its own thread (on its graph's stream), all released at once:
+    each thread's (start, end), its end when its stream had finished."""
+    barrier = threading.Barrier(len(loops))
+    spans: list[tuple[float, float] | BaseException] = [RuntimeError("did not run")] * len(loops)
+
+    def work(index: int) -> None:
+        loop = loops[index]
+        try:
+            barrier.wait()
+            started = time.perf_counter()
+            with on_stream(loop):
+                loop.run(steps)
+            if loop.stream is not None:
+                loop.stream.synchronize()
+            spans[index] = (started, time.perf_counter())
+        except BaseException as error:  # a thread's error would otherwise only be printed
+            barrier.abort()
+            spans[index] = error
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(loops))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = [span for span in spans if isinstance(span, BaseException)]
+    if failed:
+        raise SystemExit(f"a replaying thread failed: {type(failed[0]).__name__}: {failed[0]}")
+    return [span for span in spans if not isinstance(span, BaseException)]
+
+
+def on_stream(loop: HandStep) -> contextlib.AbstractContextManager[object]:
+    """Work launched inside goes to ``loop``'s stream (where it has one)."""
+    return torch.cuda.stream(loop.stream) if loop.stream is not None else contextlib.nullcontext()
 
 
 # Table 4: cuDNN's autotuner on a search's first jobs.

@@ -167,7 +167,8 @@ def best_packing(rows: list[dict[str, Any]]) -> int | None:
 
 
 def notes(out: Path, throughput: Mapping[str, Any]) -> list[str]:
-    """What the tables say about the defaults still to choose: K (and MPS), precision, cuDNN's autotuner."""
+    """What the tables say about the defaults still to choose: K (and MPS, or threads per process),
+    precision, cuDNN's autotuner."""
     lines = []
     best = best_packing(throughput.get("packing", []))
     if best is not None:
@@ -192,6 +193,7 @@ def notes(out: Path, throughput: Mapping[str, Any]) -> list[str]:
         count, rate = row["processes"], row["aggregate_images_per_second"]
         plain = "" if without.get(count) is None else f" (without MPS: {without[count]:,.0f})"
         lines.append(f"note: {count} process(es) under MPS: {rate:,.0f} images/s{plain}")
+    lines += stream_notes(throughput)
     fastest: dict[tuple[str, str], tuple[float, str]] = {}
     for row in throughput.get("precision", []):
         rate = max(row["eager_images_per_second"], row["graph_images_per_second"])
@@ -207,6 +209,36 @@ def notes(out: Path, throughput: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"note: cudnn.benchmark {better} is faster over a search's first jobs "
             f"(on {autotune['on']:.2f} s, off {autotune['off']:.2f} s of training plus overhead)"
+        )
+    return lines
+
+
+def stream_notes(throughput: Mapping[str, Any]) -> list[str]:
+    """The streams table beside the packing table: threads of one process replaying graphs on their own
+    streams against as many processes, and whether either reaches the aggregate bar."""
+    packing = throughput.get("packing", [])
+    processes = {row["processes"]: row["aggregate_images_per_second"] for row in packing}
+    lines = []
+    for row in throughput.get("streams", []):
+        count, rate = row["threads"], row["aggregate_images_per_second"]
+        beside = "" if processes.get(count) is None else f"; {count} process(es): {processes[count]:,.0f}"
+        steps = row.get("step_mode", "graph")
+        lines.append(
+            f"note: {count} thread(s) of one process, hand-written {steps} steps on a stream each: "
+            f"{rate:,.0f} images/s{beside}"
+        )
+    if lines:
+        best_threads = max(row["aggregate_images_per_second"] for row in throughput["streams"])
+        best_processes = max(processes.values(), default=0.0)
+        reach = [
+            what
+            for what, rate in (("threads", best_threads), ("processes", best_processes))
+            if rate >= AGGREGATE_BAR
+        ]
+        lines.append(
+            f"note: at best threads {best_threads:,.0f}, processes {best_processes:,.0f} images/s; "
+            + (f"{' and '.join(reach)} reach" if reach else "neither reaches")
+            + f" {AGGREGATE_BAR:,.0f}"
         )
     return lines
 

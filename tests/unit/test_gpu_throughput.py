@@ -44,6 +44,9 @@ def test_the_cpu_quick_mode_prints_and_writes_every_table(tmp_path: Path) -> Non
     assert [row["cudnn_benchmark"] for row in tables["autotune"]] == ["off", "on"]
     for row in tables["autotune"]:
         assert row["jobs"] == 4 and row["training"] > 0 and row["overhead"] >= 0
+    # No CUDA: the threads step eagerly, without streams; each row counts every thread's images.
+    assert [(row["threads"], row["step_mode"]) for row in tables["streams"]] == [(1, "eager"), (2, "eager")]
+    assert all(row["aggregate_images_per_second"] > 0 for row in tables["streams"])
 
 
 def test_child_processes_keep_the_import_path_they_were_given(monkeypatch: pytest.MonkeyPatch) -> None:

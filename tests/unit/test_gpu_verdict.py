@@ -181,3 +181,29 @@ def test_a_packing_table_under_mps_is_noted_beside_the_one_without(out: Path) ->
     finished = verdict(out)
 
     assert "note: 4 process(es) under MPS: 900,000 images/s (without MPS: 720,000)" in finished.stdout
+
+
+def test_threads_with_their_own_streams_are_noted_beside_as_many_processes(out: Path) -> None:
+    tables = throughput(packing={1: 380_000.0, 2: 390_000.0, 4: 395_000.0})
+    tables["streams"] = [
+        {"threads": count, "aggregate_images_per_second": rate, "step_mode": "graph"}
+        for count, rate in ((1, 370_000.0), (2, 610_000.0), (8, 640_000.0))
+    ]
+    (out / "gpu-throughput.json").write_text(json.dumps(tables))
+
+    stdout = verdict(out).stdout
+
+    assert (
+        "note: 2 thread(s) of one process, hand-written graph steps on a stream each: "
+        "610,000 images/s; 2 process(es): 390,000" in stdout
+    )
+    assert "on a stream each: 640,000 images/s\n" in stdout  # no 8-process row to set beside it
+    assert "note: at best threads 640,000, processes 395,000 images/s; threads reach 500,000" in stdout
+
+
+def test_streams_that_do_not_pass_the_plateau_say_so(out: Path) -> None:
+    tables = throughput(packing={1: 380_000.0})
+    tables["streams"] = [{"threads": 1, "aggregate_images_per_second": 375_000.0}]
+    (out / "gpu-throughput.json").write_text(json.dumps(tables))
+
+    assert "processes 380,000 images/s; neither reaches 500,000" in verdict(out).stdout
