@@ -103,14 +103,18 @@ class TrainingSpec:
         With ``graph_rate`` (a one-element float32 tensor on the parameters' CUDA device) the optimizer
         reads its learning rate from that tensor and its step can be captured in a CUDA graph: a Python
         float would be baked into the graph, and the default implementations read their step counters and
-        rates on the host. Adam, AdamW and RMSprop take ``capturable=True``; SGD and Adagrad have no such
-        flag, but their fused CUDA kernels read the rate and counters on the device.
+        rates on the host. Adam, AdamW and RMSprop take ``capturable=True``; SGD has no such flag, but its
+        fused CUDA kernel reads the rate on the device. Adagrad's multi-tensor implementation computes
+        with a tensor rate on the device too (its fused kernel refuses CUDA parameters in torch 2.11, takes
+        them in 2.14). Adagrad's step counter stays on the host, where a replay does not advance it: only
+        ``lr_decay`` reads it, and it is always 0 here.
         """
         rate: float | torch.Tensor = self.learning_rate if graph_rate is None else graph_rate
         decay = self.weight_decay
         momentum = self.momentum or 0.0  # never None after __post_init__
         fused: dict[str, Any] = {} if graph_rate is None else {"fused": True}
         capturable: dict[str, Any] = {} if graph_rate is None else {"capturable": True}
+        foreach: dict[str, Any] = {} if graph_rate is None else {"foreach": True}
         if self.optimizer in ("sgd", "momentum", "nesterov"):
             nesterov = self.optimizer == "nesterov"
             return torch.optim.SGD(
@@ -121,7 +125,7 @@ class TrainingSpec:
             betas = (self.beta1, self.beta2)
             return kind(parameters, lr=rate, betas=betas, weight_decay=decay, **capturable)
         if self.optimizer == "adagrad":
-            return torch.optim.Adagrad(parameters, lr=rate, weight_decay=decay, **fused)
+            return torch.optim.Adagrad(parameters, lr=rate, weight_decay=decay, **foreach)
         return torch.optim.RMSprop(
             parameters, lr=rate, alpha=self.alpha, momentum=momentum, weight_decay=decay, **capturable
         )
