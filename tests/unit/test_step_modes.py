@@ -141,10 +141,7 @@ def test_graph_safe_optimizers_that_run_on_a_cpu_take_the_eager_steps(name: str)
     # The capturable Adam family needs CUDA; fused SGD and multi-tensor Adagrad also run here, and must
     # step as the eager optimizer does while the schedule changes the rate tensor.
     spec = TrainingSpec(optimizer=name, learning_rate=0.1, weight_decay=0.01)
-    torch.manual_seed(0)
-    eager_model, inputs, labels = nn.Linear(4, 3), torch.randn(8, 4), torch.randint(0, 3, (8,))
-    graph_model = nn.Linear(4, 3)
-    graph_model.load_state_dict(eager_model.state_dict())
+    eager_model, graph_model, inputs, labels = _twin_models()
     rate = torch.tensor(0.1)
     eager, graph_safe = (
         spec.make_optimizer(eager_model.parameters()),
@@ -196,10 +193,7 @@ def test_a_checkpoint_holds_a_graph_rate_as_a_float() -> None:
 def test_undone_warm_up_steps_leave_the_next_step_as_a_fresh_run_takes_it(name: str) -> None:
     # The warm-up before a capture creates the optimizer's state; zeroing it must equal a fresh state.
     spec = TrainingSpec(optimizer=name, learning_rate=0.1, weight_decay=0.01)
-    torch.manual_seed(0)
-    fresh_model, inputs, labels = nn.Linear(4, 3), torch.randn(8, 4), torch.randint(0, 3, (8,))
-    warmed_model = nn.Linear(4, 3)
-    warmed_model.load_state_dict(fresh_model.state_dict())
+    fresh_model, warmed_model, inputs, labels = _twin_models()
     fresh, warmed = (
         spec.make_optimizer(fresh_model.parameters()),
         spec.make_optimizer(warmed_model.parameters()),
@@ -219,6 +213,15 @@ def test_undone_warm_up_steps_leave_the_next_step_as_a_fresh_run_takes_it(name: 
 
     for key, value in fresh_model.state_dict().items():
         torch.testing.assert_close(warmed_model.state_dict()[key], value)
+
+
+def _twin_models() -> tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor]:
+    """Two linear models with the same weights, and a batch of inputs and labels for them."""
+    torch.manual_seed(0)
+    first, inputs, labels = nn.Linear(4, 3), torch.randn(8, 4), torch.randint(0, 3, (8,))
+    second = nn.Linear(4, 3)
+    second.load_state_dict(first.state_dict())
+    return first, second, inputs, labels
 
 
 def _step(
