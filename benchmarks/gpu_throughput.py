@@ -274,7 +274,7 @@ def hand_loop(
 @dataclass
 class HandStep:
     """lenet-small's training step written by hand over device tensors: eager, or warmed up and captured
-    as one CUDA graph (torch's whole-network recipe) on ``stream`` (None: torch's capture stream)."""
+    as one CUDA graph (torch's whole-network recipe) on a stream of its own, which replays then use."""
 
     data: DatasetTensors
     batch: int
@@ -296,7 +296,6 @@ class HandStep:
         *,
         graph: bool,
         memory_format: torch.memory_format = torch.contiguous_format,
-        stream: torch.cuda.Stream | None = None,
     ) -> HandStep:
         model, optimizer = lenet(data, device)
         model = model.to(memory_format=memory_format)
@@ -304,7 +303,7 @@ class HandStep:
         order = torch.randperm(len(data.train_y), device=device)
         made = cls(data, batch, model, optimizer, static_x, data.train_y[:batch].clone(), order)
         if graph:
-            made.capture(stream or torch.cuda.Stream(device))
+            made.capture(torch.cuda.Stream(device))
         return made
 
     def step(self) -> torch.Tensor:
@@ -481,10 +480,7 @@ def stream_table(data: DatasetTensors, device: torch.device, size: Size) -> list
     graph = device.type == "cuda"
     for count in size.packing:
         # Captured one after another: a capture must not overlap another thread's work on its stream.
-        loops = [
-            HandStep.make(data, device, 128, graph=graph, stream=torch.cuda.Stream(device) if graph else None)
-            for _ in range(count)
-        ]
+        loops = [HandStep.make(data, device, 128, graph=graph) for _ in range(count)]
         for loop in loops:  # a first replay of each graph outside the timing
             with on_stream(loop):
                 loop.run(1)
