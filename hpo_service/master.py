@@ -8,7 +8,7 @@ import os
 import pickle
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from hpo_service.pyro_setup import configure_pyro
 from hpo_service.records import JobStatus, RunDescription
 from hpo_service.run_spec import RunSpec
 from hpo_service.settings import MasterSettings, check_fresh_run_dir
+from hpo_service.signals import deferred_stop
 from hpo_service.space import load_space, write_space
 from hpo_service.sweeps.plan import SweepPlan
 from hpo_service.sweeps.setup import apply_space_from_sweep, optimizer_arguments, prepare_sweep
@@ -149,19 +150,25 @@ def run_master(settings: MasterSettings) -> Result:
     run = prepare_run(settings)
     progress = ProgressReporter(run.planned)
     janitor = CheckpointJanitor(settings.run_dir, keep=settings.keep_checkpoints)
-    with nameserver_for(settings) as address:
-        optimizer = build_optimizer(settings, run, address, chain_listeners(progress, janitor))
-        progress.master = janitor.master = optimizer
-        n_iterations, min_workers = restore_model(optimizer, settings, run, progress)
-        logger.info(
-            "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); "
-            "waiting for %d worker(s) at %s",
-            settings.run_id, settings.optimizer, settings.min_budget, settings.max_budget, settings.eta,
-            settings.n_iterations, run.planned, settings.min_workers, address,
-        )  # fmt: skip
-        result = search(
-            optimizer, settings, run, progress, n_iterations=n_iterations, min_workers=min_workers
-        )
+    listener = chain_listeners(progress, janitor)
+    # While the optimizer's threads share locks with this one, a stop signal waits for a safe point.
+    with nameserver_for(settings) as address, deferred_stop() as stop:
+        optimizer = build_optimizer(settings, run, address, listener, stop.requested)
+        try:  # from here on, every way out shuts the dispatcher's (non-daemon) threads down
+            progress.master = janitor.master = optimizer
+            n_iterations, min_workers = restore_model(optimizer, settings, run, progress)
+            stop.check()
+            logger.info(
+                "run %s: %s, budgets %g..%g epochs, eta %g, %d iterations (%d jobs); "
+                "waiting for %d worker(s) at %s",
+                settings.run_id, settings.optimizer, settings.min_budget, settings.max_budget, settings.eta,
+                settings.n_iterations, run.planned, settings.min_workers, address,
+            )  # fmt: skip
+            result = search(
+                optimizer, settings, run, progress, n_iterations=n_iterations, min_workers=min_workers
+            )
+        finally:
+            optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
         # Only a finished run drops every checkpoint: an interrupted one may go on with --resume.
         janitor.finish()
     log_incumbent(result)
@@ -215,9 +222,14 @@ def describe(settings: MasterSettings, warm: warm_start.WarmStart | None) -> Run
 
 
 def build_optimizer(
-    settings: MasterSettings, run: PreparedRun, address: NameserverAddress, listener: Any
+    settings: MasterSettings,
+    run: PreparedRun,
+    address: NameserverAddress,
+    listener: Any,
+    stop_requested: Callable[[], bool],
 ) -> Master:
-    """The optimizer, its dispatcher started and listening at ``address``."""
+    """The optimizer, its dispatcher started and listening at ``address``; its loop raises
+    ``KeyboardInterrupt`` at its next wait once ``stop_requested()``."""
     return create_optimizer(
         settings.optimizer,
         run.space,
@@ -236,6 +248,7 @@ def build_optimizer(
         working_directory=str(settings.run_dir),
         result_logger=run.result_log,
         result_listener=listener,
+        stop_requested=stop_requested,
         logger=logging.getLogger("hpbandster"),
         **optimizer_arguments(run.sweep),
         **(settings.bohb.model_arguments() if settings.optimizer == "bohb" else {}),
@@ -247,11 +260,7 @@ def restore_model(
 ) -> tuple[int, int]:
     """Feed the model (warm start, a resumed run's results) before the first sample; returns the iterations
     left to run and the workers to wait for (none when a resumed run only lacks its final pickle)."""
-    try:
-        restored = prepare_model(optimizer, run.logged, run.warm, run.result_log, run.description.started)
-    except BaseException:
-        optimizer.shutdown()  # its dispatcher thread would keep the process alive
-        raise
+    restored = prepare_model(optimizer, run.logged, run.warm, run.result_log, run.description.started)
     if restored is None:
         return settings.n_iterations, settings.min_workers
     progress.finished = restored.results
@@ -273,10 +282,11 @@ def search(
     n_iterations: int,
     min_workers: int,
 ) -> Result:
-    """Run the iterations; then the JSON logs on disk, the pickle, ``run.json`` finished, workers stopped."""
+    """Run the iterations; then the JSON logs on disk, the pickle and ``run.json`` finished (the caller shuts
+    the optimizer down and so stops the workers)."""
     counts = CountsPublisher(settings.run_dir, progress.live_counts)
-    counts.start()
     try:
+        counts.start()
         result = optimizer.run(n_iterations=n_iterations, min_n_workers=min_workers)
         run.result_log.close()  # the JSON logs are on disk before the pickle that summarises them
         # Saved before the workers are told to stop: a supervisor that reacts to their exit (compose's
@@ -287,7 +297,6 @@ def search(
     finally:
         counts.stop()
         run.result_log.close()
-        optimizer.shutdown(shutdown_workers=settings.shutdown_workers)
     return result
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from hpo_service.signals import interrupt_on_stop_signals
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -92,6 +94,18 @@ class ProcessRun:
             if process.poll() is None:
                 process.kill()
             process.wait()
+
+
+@pytest.fixture
+def stop_handlers() -> Iterator[None]:
+    """The entry points' stop-signal handlers for the test, the test process's own afterwards."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    interrupt_on_stop_signals()
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 @pytest.fixture

@@ -54,4 +54,10 @@ registers again at the next discovery round.
 
 10. BOHB's generator needs ~60 ms of master CPU per model-based configuration:
     :class:`bohb_generator.FastBOHBGenerator` returns the same configurations ~30x cheaper.
+11. The dispatcher's threads and the master's loop share one plain lock (``discover_cond`` and
+    ``runner_cond``), which the loop takes to count workers. A Ctrl-C raised as ``KeyboardInterrupt`` where
+    it arrives can fire right after that acquire, inside ``Condition.__enter__``, where no ``with`` releases
+    it; the shutdown then waits for the lock forever. :class:`fixed_master.StoppableCondition` makes the
+    loop's waits poll a stop request, and :func:`hpo_service.signals.deferred_stop` holds the signal back
+    until then.
 """

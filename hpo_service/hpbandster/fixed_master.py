@@ -1,5 +1,5 @@
-"""The master side of the layer: HpBandSter's ``Master`` with our dispatcher and sampler (fixes 1, 3, 4, 8
-and 9 of :mod:`hpo_service.hpbandster`)."""
+"""The master side of the layer: HpBandSter's ``Master`` with our dispatcher and sampler (fixes 1, 3, 4, 8,
+9 and 11 of :mod:`hpo_service.hpbandster`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,44 @@ ResultListener = Callable[[Job], None]
 
 # Jobs sampled ahead and waiting in the dispatcher, so a worker that finishes gets its next job at once.
 PREFETCH_JOBS = 1
+# Longest a wait of the master's loop goes without asking whether a stop was requested (fix 11).
+STOP_POLL_SECONDS = 0.25
+
+
+def never() -> bool:
+    return False
+
+
+def queue_sizes(given: tuple[int, int] | None, prefetch_jobs: int) -> tuple[int, int]:
+    """Relative to the number of workers: keep every worker busy and ``prefetch_jobs`` more sampled and
+    waiting in the dispatcher (upstream: none waiting, see the module text)."""
+    sizes = given or (prefetch_jobs - 1, prefetch_jobs)
+    if sizes[0] >= sizes[1]:
+        raise ValueError("The queue size range needs to be (min, max) with min<max!")
+    return sizes
+
+
+class StoppableCondition(threading.Condition):
+    """The master's condition (upstream's ``thread_cond``): its waits wake every ``STOP_POLL_SECONDS`` and
+    raise ``KeyboardInterrupt`` once ``stop_requested`` says so, holding only this condition's lock, which
+    :meth:`FixedMaster.run` releases (fix 11: a stop signal held back until here, see
+    :func:`hpo_service.signals.deferred_stop`). Only the master's loop waits on it; other threads notify."""
+
+    def __init__(self, stop_requested: Callable[[], bool]) -> None:
+        super().__init__()
+        self.stop_requested = stop_requested
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.stop_requested():
+                raise KeyboardInterrupt("stop requested")
+            remaining = STOP_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # No notification is lost between two slices: notifying needs this lock, held here again.
+            if super().wait(min(remaining, STOP_POLL_SECONDS)):
+                return True
 
 
 class FixedMaster(Master):
@@ -58,6 +97,7 @@ class FixedMaster(Master):
         max_attempts: int = MAX_ATTEMPTS,
         job_timeout: float | None = None,
         run_description: Mapping[str, Any] | None = None,
+        stop_requested: Callable[[], bool] = never,
     ) -> None:
         del shutdown_workers  # upstream takes it and ignores it too: shutdown() is told each time
         self.result_listener = result_listener
@@ -70,18 +110,13 @@ class FixedMaster(Master):
         self.iterations: list[Any] = []
         self.jobs: list[Any] = []
         self.num_running_jobs = 0
-        # Queue sizes are relative to the number of workers: keep every worker busy and `prefetch_jobs` more
-        # sampled and waiting in the dispatcher (upstream: none waiting, see the module text).
-        sizes = job_queue_sizes or (prefetch_jobs - 1, prefetch_jobs)
-        if sizes[0] >= sizes[1]:
-            raise ValueError("The queue size range needs to be (min, max) with min<max!")
-        self.job_queue_sizes = self.user_job_queue_sizes = sizes
+        self.job_queue_sizes = self.user_job_queue_sizes = queue_sizes(job_queue_sizes, prefetch_jobs)
         self.dynamic_queue_size = dynamic_queue_size
         self.warmstart_iteration = (
             [] if previous_result is None else [WarmStartIteration(previous_result, self.config_generator)]
         )
         # Condition that synchronises job_callback and the queue (upstream's name: its methods use it).
-        self.thread_cond = threading.Condition()
+        self.thread_cond = StoppableCondition(stop_requested)
         self.config: dict[str, Any] = {"time_ref": self.time_ref}
         self.dispatcher = ServiceDispatcher(
             self.job_callback,

@@ -4,9 +4,11 @@ deadlocks (fix 4, a shutdown with a dead worker, among them) are in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,10 +26,12 @@ from hpbandster.core.result import json_result_logger, logged_results_to_HBS_res
 from hpbandster.core.worker import Worker
 from hpbandster.optimizers import HyperBand
 
-from hpo_service.hpbandster.fixed_master import FixedMaster
+from hpo_service.hpbandster.fixed_master import FixedMaster, never
+from hpo_service.hpbandster.optimizers import FixedBOHB
 from hpo_service.hpbandster.result_log import JsonResultLogger
 from hpo_service.hpbandster.worker import ServiceWorker
 from hpo_service.nameserver import LocalNameserver, NameserverAddress
+from hpo_service.signals import deferred_stop
 from hpo_service.space import default_space
 from tests.conftest import REPO, wait_for
 
@@ -79,6 +83,19 @@ class FixedBroken(StockBroken, FixedMaster):
     pass
 
 
+def small_optimizer(optimizer_class: type, nameserver: NameserverAddress, **options: Any) -> Any:
+    """One Hyperband bracket over budgets 1 and 3, its dispatcher on ``nameserver``."""
+    return optimizer_class(
+        configspace=default_space(),
+        nameserver=nameserver.host,
+        nameserver_port=nameserver.port,
+        min_budget=1,
+        max_budget=3,
+        eta=3,
+        **options,
+    )
+
+
 def lock_is_free_for_another_thread(lock: Any) -> bool:
     outcome: list[bool] = []
 
@@ -98,16 +115,8 @@ def lock_is_free_for_another_thread(lock: Any) -> bool:
 def test_an_exception_in_run_releases_the_master_lock(
     nameserver: NameserverAddress, optimizer_class: type, lock_left_free: bool
 ) -> None:
-    optimizer = optimizer_class(
-        configspace=default_space(),
-        run_id="lock",
-        nameserver=nameserver.host,
-        nameserver_port=nameserver.port,
-        min_budget=1,
-        max_budget=3,
-        eta=3,
-        job_queue_sizes=(0, 1),
-        dynamic_queue_size=False,
+    optimizer = small_optimizer(
+        optimizer_class, nameserver, run_id="lock", job_queue_sizes=(0, 1), dynamic_queue_size=False
     )
     try:
         with pytest.raises(RuntimeError, match="boom"):
@@ -118,6 +127,62 @@ def test_an_exception_in_run_releases_the_master_lock(
         if not lock_left_free:
             optimizer.thread_cond.release()
         optimizer.shutdown()
+
+
+def signal_another_thread_while_main_waits_for(lock: Any, hold: float) -> threading.Thread:
+    """Hold ``lock`` long enough for the main thread to block on it, and take a SIGINT in this thread
+    meanwhile, as the kernel may give a terminal's Ctrl-C to any thread of the process. The main thread runs
+    the Python handler at its next chance: right after it got the lock, inside ``Condition.__enter__``."""
+
+    def hold_and_signal() -> None:
+        with lock:
+            time.sleep(hold)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=hold_and_signal, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_in_background(action: Any) -> threading.Thread:
+    thread = threading.Thread(target=action, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.usefixtures("stop_handlers")
+@pytest.mark.parametrize("deferred", [False, True], ids=["raised-at-once", "deferred"])
+def test_a_ctrl_c_never_leaves_the_dispatchers_lock_held(
+    nameserver: NameserverAddress, deferred: bool
+) -> None:
+    """Fix 11. Upstream's dispatcher shares one plain lock (``discover_cond``, ``runner_cond``) with the
+    master's loop, which takes it to count workers. A KeyboardInterrupt raised as the signal arrives can
+    fire just after that acquire, where no ``with`` releases it; ``shutdown()`` then waits for the lock
+    forever (a chaos-test master hung so after Ctrl-C). Held back by ``deferred_stop`` to the loop's next
+    wait, the interrupt leaves the lock free and the shutdown finishes."""
+    outcome: dict[str, bool] = {}
+    deferral = deferred_stop() if deferred else contextlib.nullcontext()
+    with pytest.raises(KeyboardInterrupt), deferral as stop:
+        optimizer = small_optimizer(
+            FixedBOHB, nameserver, run_id="ctrl-c", stop_requested=never if stop is None else stop.requested
+        )
+        lock = optimizer.dispatcher.discover_cond
+        holder = signal_another_thread_while_main_waits_for(lock, hold=2.5)
+        try:
+            optimizer.run(n_iterations=1, min_n_workers=1)  # no worker comes: it waits, counting workers
+        finally:
+            holder.join()
+            outcome["lock free"] = lock_is_free_for_another_thread(lock)
+            shutdown = start_in_background(optimizer.shutdown)
+            shutdown.join(3)
+            outcome["shut down"] = not shutdown.is_alive()
+            if not outcome["lock free"]:
+                lock.release()  # the test's own cleanup: the waiting shutdown goes on
+            shutdown.join(30)
+            assert not shutdown.is_alive()
+    # Raised at once: the main thread kept the lock, and the shutdown waited for it.
+    assert outcome == {"lock free": deferred, "shut down": deferred}
 
 
 def run_probe(variant: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
