@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -59,7 +60,16 @@ class Chaos:
 
     def start(self, name: str, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         kwargs.setdefault("start_new_session", True)
-        return self.processes.start(name, command, **kwargs)
+        # A process that hangs is sent SIGABRT (see dump_stacks): it then writes every thread's stack.
+        environment = {"PYTHONFAULTHANDLER": "1", **kwargs.pop("extra_environment", {})}
+        return self.processes.start(name, command, extra_environment=environment, **kwargs)
+
+    def dump_stacks(self, process: subprocess.Popen[bytes]) -> None:
+        """End a hung process so that its log shows where each of its threads was (faulthandler)."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
 
     def master(self, n_iterations: int, *extra: str, name: str = "master") -> subprocess.Popen[bytes]:
         command = master_command(

@@ -342,6 +342,7 @@ def stop_group(
         try:
             codes.append(process.wait(timeout=30))
         except subprocess.TimeoutExpired:
+            chaos.dump_stacks(process)
             pytest.fail(f"{name}: process {process.pid} still running 30 s after Ctrl-C\n{chaos.logs()}")
     return codes
 
