@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,26 +42,25 @@ def queue_sizes(given: tuple[int, int] | None, prefetch_jobs: int) -> tuple[int,
 
 
 class StoppableCondition(threading.Condition):
-    """The master's condition (upstream's ``thread_cond``): its waits wake every ``STOP_POLL_SECONDS`` and
-    raise ``KeyboardInterrupt`` once ``stop_requested`` says so, holding only this condition's lock, which
+    """The master's condition (upstream's ``thread_cond``): a wait lasts at most ``STOP_POLL_SECONDS`` and
+    raises ``KeyboardInterrupt`` once ``stop_requested`` says so, holding only this condition's lock, which
     :meth:`FixedMaster.run` releases (fix 11: a stop signal held back until here, see
-    :func:`hpo_service.signals.deferred_stop`). Only the master's loop waits on it; other threads notify."""
+    :func:`hpo_service.signals.deferred_stop`). Only the master's loop waits on it; other threads notify.
+
+    A wait may end early, as any ``Condition.wait`` may: upstream's loops check their state again. It must
+    not wait again itself: a slice that times out while a notifier holds the lock still takes that
+    notification (CPython removes the waiter either way), and the loop would then sleep through it.
+    """
 
     def __init__(self, stop_requested: Callable[[], bool]) -> None:
         super().__init__()
         self.stop_requested = stop_requested
 
     def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.stop_requested():
-                raise KeyboardInterrupt("stop requested")
-            remaining = STOP_POLL_SECONDS if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            # No notification is lost between two slices: notifying needs this lock, held here again.
-            if super().wait(min(remaining, STOP_POLL_SECONDS)):
-                return True
+        if self.stop_requested():
+            raise KeyboardInterrupt("stop requested")
+        slice_seconds = STOP_POLL_SECONDS if timeout is None else min(timeout, STOP_POLL_SECONDS)
+        return super().wait(slice_seconds)
 
 
 class FixedMaster(Master):

@@ -112,6 +112,7 @@ class Chaos:
         try:
             code = master.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            self.dump_stacks(master)
             pytest.fail(f"{name} did not finish within {timeout:g} s\n{self.logs()}")
         assert code == 0, f"{name} exited with {code}\n{self.logs()}"
         for worker_name, process in self.workers.items():

@@ -26,7 +26,7 @@ from hpbandster.core.result import json_result_logger, logged_results_to_HBS_res
 from hpbandster.core.worker import Worker
 from hpbandster.optimizers import HyperBand
 
-from hpo_service.hpbandster.fixed_master import FixedMaster, never
+from hpo_service.hpbandster.fixed_master import STOP_POLL_SECONDS, FixedMaster, StoppableCondition, never
 from hpo_service.hpbandster.optimizers import FixedBOHB
 from hpo_service.hpbandster.result_log import JsonResultLogger
 from hpo_service.hpbandster.worker import ServiceWorker
@@ -183,6 +183,36 @@ def test_a_ctrl_c_never_leaves_the_dispatchers_lock_held(
             assert not shutdown.is_alive()
     # Raised at once: the main thread kept the lock, and the shutdown waited for it.
     assert outcome == {"lock free": deferred, "shut down": deferred}
+
+
+def test_the_masters_wait_never_sleeps_through_a_notification() -> None:
+    """Fix 11 waits in slices. A slice that times out while a notifier holds the lock still takes that
+    notification (CPython removes the waiter either way); a wait that slept on would miss it, and the
+    master's loop, as upstream writes it, would never look again: a chaos-test master so never submitted
+    its last job. The wait returns instead, and the loop sees the new state."""
+    given_up = threading.Event()
+    condition = StoppableCondition(given_up.is_set)
+    waiting, woke = threading.Event(), threading.Event()
+    state = {"job finished": False}
+
+    def master_loop() -> None:
+        with condition, contextlib.suppress(KeyboardInterrupt):
+            waiting.set()
+            while not state["job finished"]:
+                condition.wait()
+            woke.set()
+
+    loop = start_in_background(master_loop)
+    assert waiting.wait(5)
+    with condition:  # taken once the loop waits; held past the end of its slice
+        time.sleep(3 * STOP_POLL_SECONDS)
+        state["job finished"] = True
+        condition.notify()
+    try:
+        assert woke.wait(1 + STOP_POLL_SECONDS), "the loop slept through the notification"
+    finally:
+        given_up.set()
+        loop.join(5)
 
 
 def run_probe(variant: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
