@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hpo_service.signals import interrupt_on_stop_signals
+from hpo_service.signals import STOP_SIGNALS, interrupt_on_stop_signals
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -99,7 +99,7 @@ class ProcessRun:
 @pytest.fixture
 def stop_handlers() -> Iterator[None]:
     """The entry points' stop-signal handlers for the test, the test process's own afterwards."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     interrupt_on_stop_signals()
     try:
         yield

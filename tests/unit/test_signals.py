@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hpo_service.signals import StopRequest, deferred_stop
+from hpo_service.signals import STOP_SIGNALS, StopRequest, deferred_stop
 from tests.conftest import REPO
 
 
@@ -32,7 +32,7 @@ def test_a_stop_signal_raises_keyboard_interrupt_at_once_outside_the_deferral() 
 @pytest.mark.usefixtures("stop_handlers")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_inside_the_deferral_a_stop_signal_is_recorded_and_raised_on_leaving(signum: int) -> None:
-    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {number: signal.getsignal(number) for number in STOP_SIGNALS}
     reached_the_end = False
     with pytest.raises(KeyboardInterrupt, match=signal.Signals(signum).name), deferred_stop() as stop:
         assert not stop.requested()
@@ -61,20 +61,16 @@ def test_an_exception_inside_the_deferral_goes_out_unchanged_and_handlers_come_b
         take_signal(signal.SIGINT)
 
 
+@pytest.mark.usefixtures("stop_handlers")  # for the test's own handlers to be undone afterwards
 def test_pythons_default_ctrl_c_is_deferred_and_other_handlers_are_left_alone() -> None:
     seen: list[int] = []
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
-    try:
-        with pytest.raises(KeyboardInterrupt), deferred_stop() as stop:
-            take_signal(signal.SIGTERM)  # a handler of someone else's: it still runs, nothing deferred
-            assert seen == [signal.SIGTERM] and not stop.requested()
-            take_signal(signal.SIGINT)
-            assert stop.requested()
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+    with pytest.raises(KeyboardInterrupt), deferred_stop() as stop:
+        take_signal(signal.SIGTERM)  # a handler of someone else's: it still runs, nothing deferred
+        assert seen == [signal.SIGTERM] and not stop.requested()
+        take_signal(signal.SIGINT)
+        assert stop.requested()
 
 
 def test_outside_the_main_thread_the_deferral_changes_nothing() -> None:
