@@ -18,7 +18,9 @@ VERDICT = REPO / "benchmarks" / "gpu_verdict.py"
 T0 = 1_800_000_000.0
 
 
-def throughput(*, ratio_21: float = 0.9, packing: dict[int, float] | None = None) -> dict[str, Any]:
+def throughput(
+    *, ratio_21: float = 0.9, packing: dict[int, float] | None = None, device: str = "NVIDIA H200"
+) -> dict[str, Any]:
     steps = []
     for batch, hand in ((21, 100_000.0), (128, 380_000.0)):
         trainer = hand * (ratio_21 if batch == 21 else 0.85)
@@ -43,7 +45,7 @@ def throughput(*, ratio_21: float = 0.9, packing: dict[int, float] | None = None
         {"cudnn_benchmark": "on", "warm_up": 1.2, "training": 1.9, "overhead": 1.5, "jobs": 4},
     ]
     return {
-        "device": "NVIDIA H200",
+        "device": device,
         "steps": steps,
         "precision": precision,
         "packing": [{"processes": k, "aggregate_images_per_second": v} for k, v in rates.items()],
@@ -94,6 +96,7 @@ def lines_by_check(stdout: str) -> dict[str, str]:
     for line in stdout.splitlines():
         result = next((word for word in ("PASS", "FAIL", "NOT MEASURED") if line.startswith(word)), None)
         for key in (
+            "measured on",
             "batch 21",
             "batch 128",
             "default workers:",
@@ -120,7 +123,7 @@ def test_a_run_that_meets_every_bar_passes_each_check(out: Path) -> None:
 
     assert finished.returncode == 0, finished.stdout + finished.stderr
     checks = lines_by_check(finished.stdout)
-    assert len(checks) == 7 and set(checks.values()) == {"PASS"}
+    assert len(checks) == 8 and set(checks.values()) == {"PASS"}
     assert "wall 22.4 s, 1 worker(s)" in finished.stdout
     assert "520,000 with 1 process(es)" in finished.stdout
     assert "note: packing favours 2 worker(s) per GPU" in finished.stdout
@@ -147,6 +150,17 @@ def test_each_missed_bar_fails_its_own_check(out: Path) -> None:
     assert checks["wall minus"] == "FAIL" and "other jobs at most 0.45 s" in finished.stdout
 
 
+def test_figures_from_another_gpu_fail_the_device_check_alone(out: Path) -> None:
+    (out / "gpu-throughput.json").write_text(json.dumps(throughput(device="NVIDIA H100 80GB HBM3")))
+
+    finished = verdict(out)
+
+    assert finished.returncode == 1
+    checks = lines_by_check(finished.stdout)
+    assert checks.pop("measured on") == "FAIL" and set(checks.values()) == {"PASS"}
+    assert "NVIDIA H100 80GB HBM3" in finished.stdout
+
+
 def test_a_slow_or_short_search_fails_and_a_packed_search_gets_its_own_line(out: Path) -> None:
     write_search(out / "reference-search-k2", jobs=19, workers=2)
 
@@ -164,7 +178,7 @@ def test_missing_outputs_are_not_measured_and_never_pass(tmp_path: Path) -> None
 
     assert finished.returncode == 1
     checks = lines_by_check(finished.stdout)
-    assert len(checks) == 7 and set(checks.values()) == {"NOT MEASURED"}
+    assert len(checks) == 8 and set(checks.values()) == {"NOT MEASURED"}
     assert verdict(tmp_path, "--best-k").returncode == 1
 
 
