@@ -140,9 +140,7 @@ def signal_another_thread_while_main_waits_for(lock: Any, hold: float) -> thread
             signal.pthread_kill(threading.get_ident(), signal.SIGINT)
             time.sleep(0.05)
 
-    thread = threading.Thread(target=hold_and_signal, daemon=True)
-    thread.start()
-    return thread
+    return start_in_background(hold_and_signal)
 
 
 def start_in_background(action: Any) -> threading.Thread:
