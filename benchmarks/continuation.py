@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from hpo_service.hpbandster.optimizers import bracket_sizes  # noqa: E402
+from hpo_service.brackets import bracket_sizes  # noqa: E402
 
 
 @dataclass(frozen=True)

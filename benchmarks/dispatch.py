@@ -35,7 +35,7 @@ from pathlib import Path
 
 from sleep_search import REPO, SearchSpec, Summary, measure
 
-from hpo_service.hpbandster.optimizers import planned_jobs
+from hpo_service.brackets import planned_jobs
 
 # Acceptance (issue 4, "Done when" 3): ours on trivial jobs with 4 workers, and 1-second jobs.
 BOHB_GAP_LIMIT = 0.030

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from sleep_search import SearchSpec, Summary, measure
 
-from hpo_service.hpbandster.optimizers import bracket_sizes, planned_jobs
+from hpo_service.brackets import bracket_sizes, planned_jobs
 
 # Acceptance (issue 4, "Done when" 4): 4 workers take at most this share of 1 worker's wall time.
 SPEEDUP_LIMIT = 0.3

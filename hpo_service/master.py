@@ -19,8 +19,9 @@ from hpbandster.core.master import Master
 from hpbandster.core.result import Result
 
 from hpo_service import resume, run_files, warm_start
+from hpo_service.brackets import planned_jobs
 from hpo_service.checkpoint_files import CheckpointJanitor, chain_listeners
-from hpo_service.hpbandster.optimizers import create_optimizer, planned_jobs
+from hpo_service.hpbandster.optimizers import create_optimizer
 from hpo_service.hpbandster.result_log import JsonResultLogger
 from hpo_service.nameserver import (
     LocalNameserver,

@@ -4,7 +4,7 @@ Every scenario runs a real master (``python -m hpo_service``, BOHB over budgets 
 space) and real worker processes on 127.0.0.1, each in its own session, with the fast fake training of
 :mod:`tests.chaos.fault_worker` (sleeps of 0.1-0.3 s per job), injects its fault mid-run, and checks the run
 dir at the end (:func:`tests.chaos.harness.check_run`): one result line per planned job
-(:func:`hpo_service.hpbandster.optimizers.planned_jobs`), no job twice, ``results.pkl`` (HpBandSter's
+(:func:`hpo_service.brackets.planned_jobs`), no job twice, ``results.pkl`` (HpBandSter's
 pickle) and the JSON logs agree, ``run.json`` says finished; results lost (planned jobs without a result)
 must be 0.
 

@@ -21,7 +21,7 @@ import Pyro4
 import pytest
 
 from hpo_service import resume
-from hpo_service.hpbandster.optimizers import planned_jobs
+from hpo_service.brackets import planned_jobs
 from hpo_service.nameserver import NameserverAddress, write_credentials
 from hpo_service.pyro_setup import configure_pyro
 from tests.chaos.conftest import ScenarioReport

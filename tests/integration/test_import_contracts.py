@@ -3,8 +3,8 @@ source (every import statement, also those inside functions and under TYPE_CHECK
 a fresh interpreter.
 
 - ``hpo_service`` never imports ``workers``, ``analysis`` or ``launch``; nothing in the packages imports
-  ``launch`` (only its own modules do); ``analysis`` imports no ``workers`` and of ``hpo_service`` only the
-  constants of ``hpo_service.vocabulary`` and ``hpo_service.run_files``.
+  ``launch`` (only its own modules do); ``analysis`` imports no ``workers`` and of ``hpo_service`` only its
+  standard-library modules ``vocabulary``, ``run_files`` and ``brackets``.
 - ``workers`` import no master-side module of ``hpo_service`` (:data:`MASTER_SIDE`), directly or through
   another module.
 - ``analysis`` loads neither torch nor Pyro4: every analysis module imported in a subprocess.
@@ -118,10 +118,10 @@ def test_packages_import_only_what_the_architecture_allows(package: str, forbidd
     assert not offending, offending
 
 
-def test_analysis_uses_only_the_constants_of_hpo_service() -> None:
-    """``hpo_service.vocabulary`` (names and aliases of hyperparameters) and ``hpo_service.run_files`` (the
-    run directory's file names) import nothing; other modules of ``hpo_service`` bring Pyro4 or ConfigSpace
-    along."""
+def test_analysis_uses_only_the_standard_library_modules_of_hpo_service() -> None:
+    """``hpo_service.vocabulary`` (names and aliases of hyperparameters), ``hpo_service.run_files`` (the
+    run directory's file names) and ``hpo_service.brackets`` (Hyperband's job counts) import nothing of the
+    project; other modules of ``hpo_service`` bring Pyro4 or ConfigSpace along."""
     used = {
         target
         for source, targets in GRAPH.items()
@@ -129,9 +129,9 @@ def test_analysis_uses_only_the_constants_of_hpo_service() -> None:
         for target in targets
         if in_package(target, ("hpo_service",))
     }
-    constants = {"hpo_service.vocabulary", "hpo_service.run_files"}
-    assert used <= {"hpo_service", *constants}, used
-    assert not any(GRAPH[module] for module in constants)
+    shared = {"hpo_service.vocabulary", "hpo_service.run_files", "hpo_service.brackets"}
+    assert used <= {"hpo_service", *shared}, used
+    assert not any(GRAPH[module] for module in shared)
 
 
 def test_workers_import_no_master_side_module() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hpbandster.core.result import logged_results_to_HBS_result
 
-from hpo_service.hpbandster.optimizers import planned_jobs
+from hpo_service.brackets import planned_jobs
 from tests.conftest import ProcessRun, fake_worker_command, master_command, result_lines, wait_for
 from tests.support.fake_worker import fake_loss
 

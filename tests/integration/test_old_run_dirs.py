@@ -13,7 +13,7 @@ import pytest
 
 from analysis.load import load_run
 from hpo_service import run_files
-from hpo_service.hpbandster.optimizers import planned_jobs
+from hpo_service.brackets import planned_jobs
 from tests.conftest import REPO, ProcessRun
 from tests.support.run_checks import check_complete
 

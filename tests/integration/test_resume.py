@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from hpo_service import resume
+from hpo_service.brackets import planned_jobs
 from hpo_service.errors import RunDirectoryError
-from hpo_service.hpbandster.optimizers import planned_jobs
 from tests.conftest import REPO, ProcessRun, fake_worker_command, master_command, result_lines, wait_for
 from tests.support.run_checks import check_complete
 

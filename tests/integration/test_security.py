@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from hpo_service import tls
+from hpo_service.brackets import planned_jobs
 from hpo_service.errors import SettingsError
-from hpo_service.hpbandster.optimizers import planned_jobs
 from hpo_service.nameserver import read_credentials
 from hpo_service.pyro_setup import tls_enabled
 from hpo_service.settings import MasterSettings

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyte
 import pytest
 
-from hpo_service.hpbandster.optimizers import planned_jobs
+from hpo_service.brackets import planned_jobs
 from tests.conftest import (
     REPO,
     ProcessRun,

@@ -15,9 +15,10 @@ from hpbandster.optimizers.config_generators.bohb import BOHB as StockBOHBGenera
 
 from hpo_service import warm_start
 from hpo_service.bohb_options import BohbOptions, bohb_options_from_args
+from hpo_service.brackets import planned_jobs
 from hpo_service.errors import SettingsError
 from hpo_service.hpbandster.bohb_generator import FastBOHBGenerator
-from hpo_service.hpbandster.optimizers import create_optimizer, planned_jobs
+from hpo_service.hpbandster.optimizers import create_optimizer
 from hpo_service.nameserver import LocalNameserver
 from hpo_service.resume import logged_job, settings_fields
 from hpo_service.space import load_space, write_space
