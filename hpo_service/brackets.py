@@ -10,9 +10,14 @@ from __future__ import annotations
 import math
 
 
+def rung_count(min_budget: float, max_budget: float, eta: float) -> int:
+    """Budgets from ``min_budget`` to ``max_budget`` in steps of ``eta``: the largest bracket's rungs."""
+    return -int(math.log(min_budget / max_budget) / math.log(eta)) + 1
+
+
 def bracket_sizes(min_budget: float, max_budget: float, eta: float) -> list[list[int]]:
     """Configurations per rung of each Hyperband bracket, largest bracket first."""
-    rungs = -int(math.log(min_budget / max_budget) / math.log(eta)) + 1
+    rungs = rung_count(min_budget, max_budget, eta)
     brackets = []
     for iteration in range(rungs):
         s = rungs - 1 - iteration
@@ -27,7 +32,7 @@ def planned_jobs(name: str, min_budget: float, max_budget: float, eta: float, n_
     need resampling)."""
     if name == "randomsearch":
         # Random search spends each iteration's Hyperband budget on max-budget jobs.
-        rungs = -int(math.log(min_budget / max_budget) / math.log(eta)) + 1
+        rungs = rung_count(min_budget, max_budget, eta)
         budgets = [max_budget * eta ** (-(rungs - 1 - index)) for index in range(rungs)]
         per_iteration = sum(budget * eta**index for index, budget in enumerate(budgets[::-1]))
         return int(per_iteration // max_budget) * n_iterations

@@ -19,6 +19,8 @@ from hpo_service.signals import STOP_SIGNALS, interrupt_on_stop_signals
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+# The modules of hpo_service that import only the standard library, and so the only ones analysis may use.
+ANALYSIS_MAY_IMPORT = ("hpo_service.vocabulary", "hpo_service.run_files", "hpo_service.brackets")
 
 
 def child_pids(parent: int) -> list[int]:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ANALYSIS_MAY_IMPORT
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("hpo_service", "workers", "launch", "analysis")
 # hpo_service's modules that only the master uses; workers must not import them (docs/architecture.md).
@@ -129,9 +131,8 @@ def test_analysis_uses_only_the_standard_library_modules_of_hpo_service() -> Non
         for target in targets
         if in_package(target, ("hpo_service",))
     }
-    shared = {"hpo_service.vocabulary", "hpo_service.run_files", "hpo_service.brackets"}
-    assert used <= {"hpo_service", *shared}, used
-    assert not any(GRAPH[module] for module in shared)
+    assert used <= {"hpo_service", *ANALYSIS_MAY_IMPORT}, used
+    assert not any(GRAPH[module] for module in ANALYSIS_MAY_IMPORT)
 
 
 def test_workers_import_no_master_side_module() -> None:

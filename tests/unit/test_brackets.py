@@ -14,7 +14,8 @@ from hpo_service.brackets import bracket_sizes, planned_jobs
 
 
 def test_brackets_floor_before_multiplying_as_hpbandster_does() -> None:
-    # The paper's n = floor((s_max + 1) / (s + 1) * eta^s) would give 4/1 and 12/4/1, 6/2 alike.
+    # The paper's n = floor((s_max + 1) / (s + 1) * eta^s) would give 4/1 here and 12/4/1 below;
+    # 6/2 is the same either way.
     assert bracket_sizes(1, 9, 3) == [[9, 3, 1], [3, 1], [3]]
     assert bracket_sizes(1, 27, 3) == [[27, 9, 3, 1], [9, 3, 1], [6, 2], [4]]
     assert bracket_sizes(3, 27, 3) == [[9, 3, 1], [3, 1], [3]]
